@@ -1,0 +1,52 @@
+"""`chattracker` command line: one sub-command per module in ``chattracker.commands``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from chattracker.errors import ChatTrackerError
+
+# Each module defines ``register(subparsers)`` which adds its parser with ``func=run``.
+COMMAND_MODULES = (
+    "chattracker.commands.track",
+    "chattracker.commands.demo",
+    "chattracker.commands.weights",
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits with 2 on usage errors already; keep the message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"chattracker: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="chattracker", description="Language-aware visual object tracking.")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except ChatTrackerError as error:
+        print(f"chattracker: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("chattracker: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

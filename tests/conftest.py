@@ -1,0 +1,44 @@
+"""Shared fixtures. Real data lives in ``../shared/data`` (or ``$CHATTRACKER_SHARED_DATA``).
+
+Tests that need it use the ``shared_data`` fixture: they skip with a reason when the folder is
+absent, and fail instead when ``CHATTRACKER_REQUIRE_SHARED=1`` (set by ``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("CHATTRACKER_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        message = f"real data folder {path} is absent (set CHATTRACKER_SHARED_DATA)"
+        if os.environ.get("CHATTRACKER_REQUIRE_SHARED") == "1":
+            pytest.fail(message + " but CHATTRACKER_REQUIRE_SHARED=1 makes it mandatory")
+        pytest.skip(message)
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_env(shared_data: Path, monkeypatch_session) -> Path:
+    """Point ``CHATTRACKER_WEIGHTS`` at the shared data so registered weights are found there."""
+    monkeypatch_session.setenv("CHATTRACKER_WEIGHTS", str(shared_data))
+    return shared_data
+
+
+@pytest.fixture(scope="session")
+def monkeypatch_session():
+    mp = pytest.MonkeyPatch()
+    yield mp
+    mp.undo()

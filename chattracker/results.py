@@ -1,0 +1,54 @@
+"""Result files in the layout other toolkits read unchanged (DESIGN.md section 3).
+
+``<seq>.txt``: one ``x,y,w,h`` line per frame, comma-separated floats, no header, frame 1 = init box.
+``<seq>_time.txt``: one time per frame in seconds. Both are written atomically (temp file + rename)
+so an interrupted run never leaves a partial file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_float(value: float) -> str:
+    """Shortest round-trip text for a float; never truncated to an integer."""
+    return repr(float(value)) if np.isfinite(value) else "nan"
+
+
+def format_boxes(boxes: Iterable[Sequence[float]]) -> str:
+    lines = [",".join(format_float(v) for v in box) for box in boxes]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def write_boxes(path: str | os.PathLike[str], boxes: Iterable[Sequence[float]]) -> None:
+    atomic_write_text(path, format_boxes(boxes))
+
+
+def write_times(path: str | os.PathLike[str], times: Iterable[float]) -> None:
+    atomic_write_text(path, "".join(f"{format_float(t)}\n" for t in times))
+
+
+def write_json(path: str | os.PathLike[str], payload: Any) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")

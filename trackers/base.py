@@ -45,4 +45,4 @@ def build_tracker(name: str, **params: Any) -> Tracker:
 
 def _load_builtin_adapters() -> None:
     # Importing the adapter modules runs their @register_tracker decorators.
-    from chattracker_trackers import nanotrack, opencv  # noqa: F401
+    from chattracker_trackers import nanotrack, opencv, pytracking  # noqa: F401

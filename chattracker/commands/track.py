@@ -1,0 +1,135 @@
+"""`chattracker track`: track one target through a video or image folder and write what happened."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from chattracker.errors import ConfigError, InputError
+from chattracker.results import write_boxes, write_json
+from chattracker.tracking import FrameRecord, run_tracker
+from chattracker.types import Box, Frame, Tracker
+from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_init_box
+
+logger = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "track", help="track a target through a video file or image folder",
+        description="Track one target from an initial box. Writes annotated.mp4, boxes.txt (x,y,w,h per frame) "
+                    "and track.json (per-frame box, score, time) into --out.")
+    parser.add_argument("source", help="video file or folder of frames (natural sort)")
+    parser.add_argument("--box", required=True, help="initial box on the first frame as x,y,w,h (pixels)")
+    parser.add_argument("--tracker", default="auto",
+                        help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt); "
+                             "see `chattracker weights` for weights")
+    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
+    parser.add_argument("--text", help="natural-language description of the target")
+    parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
+    parser.add_argument("--out", help="output folder (default: runs/<source name>)")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--no-video", action="store_true", help="skip writing the annotated video")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def resolve_auto_tracker() -> str:
+    """The best tracker whose weights are present, without downloading anything."""
+    from chattracker.weights import find_weight
+
+    have_nano = all(find_weight(f"nanotrack_v2_{part}")[0] is not None for part in ("backbone", "head"))
+    return "nanotrack_v2" if have_nano else "csrt"
+
+
+def build_from_args(args: argparse.Namespace) -> Tracker:
+    from chattracker.config import TrackerConfig, load_tracker_config
+
+    config = load_tracker_config(args.config) if args.config else TrackerConfig(source="--tracker")
+    if not args.config or args.tracker != "auto":
+        config.tracker = resolve_auto_tracker() if args.tracker == "auto" else args.tracker
+    if args.enhance:
+        config.enhance = True
+    return config.build()
+
+
+def overlays_of(info: dict[str, Any]) -> list[Overlay]:
+    """Boxes the tracker wants drawn: ``info['overlays']`` as (box, label, rgb) triples."""
+    overlays = []
+    for entry in info.get("overlays", ()):
+        box, label, color = entry
+        overlays.append(Overlay(Box.from_any(box), str(label), tuple(int(c) for c in color)))
+    return overlays
+
+
+def text_lines_of(info: dict[str, Any], text: str | None) -> list[str]:
+    lines = [str(line) for line in info.get("text_lines", ())]
+    return lines if lines else ([text] if text else [])
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError("--max-frames must be at least 1")
+    try:
+        box = Box.parse(args.box)
+    except ValueError as error:
+        raise InputError(str(error)) from None
+    tracker = build_from_args(args)
+    source = FrameSource(args.source)
+    init_box = check_init_box(box, source.width, source.height)
+    out = Path(args.out) if args.out else Path("runs") / Path(args.source).stem
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        records, seconds = _track(args, tracker, source, init_box, staging)
+        written = _publish(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    tracked = max(len(records) - 1, 1)
+    fps = tracked / max(sum(r.seconds for r in records[1:]), 1e-9)
+    print(f"tracked {len(records)} frames with {tracker.name} at {fps:.1f} fps (wall {seconds:.1f}s) -> "
+          f"{out}/ ({', '.join(written)})")
+    return 0
+
+
+def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init_box: Box,
+           staging: Path) -> tuple[list[FrameRecord], float]:
+    writer = None if args.no_video else AnnotatedVideoWriter(staging / "annotated.mp4", source.fps, source.width, source.height)
+
+    def draw(frame: Frame, record: FrameRecord) -> None:
+        if writer is not None:
+            writer.write(frame, record.index, record.box, record.score,
+                         text_lines_of(record.info, args.text), overlays_of(record.info))
+
+    start = time.perf_counter()
+    try:
+        records = run_tracker(tracker, source, init_box, args.text, args.max_frames, source.num_frames,
+                              on_frame=draw, progress=not args.no_progress)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.close()
+    seconds = time.perf_counter() - start
+    nan = [float("nan")] * 4
+    write_boxes(staging / "boxes.txt", [r.box.to_list() if r.box is not None else nan for r in records])
+    write_json(staging / "track.json", {
+        "source": str(args.source), "tracker": tracker.name, "init_box": init_box.to_list(), "text": args.text,
+        "frames": [r.to_json() for r in records],
+    })
+    return records, seconds
+
+
+def _publish(staging: Path, out: Path) -> list[str]:
+    """Move finished files into the output folder only once all of them exist."""
+    out.mkdir(parents=True, exist_ok=True)
+    names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
+    for name in names:
+        (staging / name).replace(out / name)
+    return names

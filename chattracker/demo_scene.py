@@ -43,12 +43,14 @@ class DemoScene:
             x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
             cv2.rectangle(self.background, (x, y), (x + int(rng.integers(10, 40)), y + int(rng.integers(10, 40))),
                           tuple(int(c) for c in rng.integers(40, 200, 3)), -1)
-        self.target = SceneObject((220, 40, 40), (250, 230, 230), (34, 40), (240, 160), (170, 90), (0.045, 0.07), (0.0, 0.6))
+        # The target sweeps left to right; a look-alike passes close by on the left, the target then
+        # goes behind the pillar, and a second look-alike waits near where it comes out.
+        self.target = SceneObject((220, 40, 40), (250, 230, 230), (34, 40), (250, 170), (190, 40), (0.035, 0.06), (-np.pi / 2, 0.0))
         self.distractors = [
-            SceneObject((205, 55, 50), (240, 210, 200), (34, 40), (240, 160), (170, 80), (0.045, 0.05), (np.pi, 2.0)),
-            SceneObject((215, 45, 60), (245, 225, 215), (30, 36), (250, 170), (60, 110), (0.09, 0.04), (1.0, 0.0)),
+            SceneObject((205, 55, 50), (240, 210, 200), (34, 40), (150, 150), (25, 110), (0.03, 0.05), (0.0, -0.9)),
+            SceneObject((215, 45, 60), (245, 225, 215), (30, 36), (400, 120), (20, 50), (0.05, 0.04), (1.0, 0.0)),
         ]
-        self.pillar = (300, 0, 40, height)  # x, y, w, h: occludes whatever passes behind it
+        self.pillar = (300, 0, 30, height)  # x, y, w, h: occludes whatever passes behind it
         self.ground_truth = [self.target.box_at(t) for t in range(num_frames)]
         px1, px2 = self.pillar[0], self.pillar[0] + self.pillar[2]
         self.absent = [b.x >= px1 and b.x + b.w <= px2 for b in self.ground_truth]

@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     name = resolve_auto_tracker() if args.tracker == "auto" else args.tracker
     tracker = TrackerConfig(tracker=name, enhance=args.enhance, source="demo").build()
     print(f"components: tracker {tracker.name}" + (" (auto)" if args.tracker == "auto" else "")
-          + ("; nanotrack_v2 weights not found, set CHATTRACKER_WEIGHTS to use them" if name == "csrt" else ""))
+          + ("; nanotrack_v2 weights not found, set CHATTRACKER_WEIGHTS to use them"
+             if args.tracker == "auto" and name == "csrt" else ""))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))

@@ -186,6 +186,6 @@ for _weight in (
     WeightFile("nanotrack_v2_head", "nanotrack_head_sim.onnx", f"{_SIAMTRACKERS}/nanotrackv2/nanotrack_head_sim.onnx",
                "0d8c0637be849f092cc7236cae02e55c8b9455ebe37ba50601d6115db4247cd9", 726198, "NanoTrack v2 neck+head"),
     WeightFile("yolox_nano_coco", "yolox_nano_416x416.onnx", _YOLOX,
-               "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14", 3664188, "YOLOX-Nano COCO-80 detector, 416x416"),
+               "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14", 3660092, "YOLOX-Nano COCO-80 detector, 416x416"),
 ):
     register_weight(_weight)

@@ -30,7 +30,7 @@ def available_trackers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_tracker(name: str, **params: Any) -> Tracker:
+def build_tracker(name: str, /, **params: Any) -> Tracker:
     """Build a registered tracker; unknown names and bad parameters raise ``ConfigError``."""
     _load_builtin_adapters()
     if name not in _REGISTRY:

@@ -13,6 +13,9 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
+# Tests never download anything: registered weights come from CHATTRACKER_WEIGHTS or fail loudly.
+os.environ.setdefault("CHATTRACKER_OFFLINE", "1")
+
 
 def shared_data_dir() -> Path:
     env = os.environ.get("CHATTRACKER_SHARED_DATA")

@@ -5,16 +5,22 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import pkgutil
 import sys
 
 from chattracker.errors import ChatTrackerError
 
-# Each module defines ``register(subparsers)`` which adds its parser with ``func=run``.
-COMMAND_MODULES = (
-    "chattracker.commands.track",
-    "chattracker.commands.demo",
-    "chattracker.commands.weights",
-)
+# Each module in ``chattracker.commands`` defines ``register(subparsers)`` which adds its parser with
+# ``func=run``; adding a sub-command is adding a module. The main job comes first in ``--help``.
+FIRST_COMMANDS = ("track", "demo")
+
+
+def command_modules() -> list[str]:
+    import chattracker.commands as package
+
+    names = sorted(info.name for info in pkgutil.iter_modules(package.__path__) if not info.name.startswith("_"))
+    names.sort(key=lambda name: (name not in FIRST_COMMANDS, FIRST_COMMANDS.index(name) if name in FIRST_COMMANDS else 0))
+    return [f"chattracker.commands.{name}" for name in names]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="chattracker", description="Language-aware visual object tracking.")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module_name in COMMAND_MODULES:
+    for module_name in command_modules():
         importlib.import_module(module_name).register(subparsers)
     return parser
 

@@ -1,0 +1,25 @@
+"""Grounder protocol and registry (DESIGN.md section 3).
+
+A grounder finds the objects a phrase names in an image: ``ground(image, phrases) -> Proposals``
+with boxes, scores, the phrase that found each box and, where the model can, a box-by-word score
+matrix per phrase (RPO picks positive and negative words from it).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, Sequence, runtime_checkable
+
+from chattracker.registry import Registry
+from chattracker.types import Frame, Proposals
+
+
+@runtime_checkable
+class Grounder(Protocol):
+    name: str
+
+    def ground(self, image: Frame, phrases: Sequence[str]) -> Proposals: ...
+
+
+GROUNDERS: Registry[Grounder] = Registry("grounder", builtin_modules=("chattracker.grounding.yolox", "chattracker.grounding.hf"))
+register_grounder = GROUNDERS.register
+build_grounder = GROUNDERS.build

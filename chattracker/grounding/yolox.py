@@ -1,0 +1,284 @@
+"""YOLOX-Nano COCO detector (ONNX, onnxruntime) as a grounder: phrases become COCO classes plus
+attribute words (colour, position, size) that re-rank the detections of those classes.
+
+Model facts (``shared/data/yolox_nano_coco/README.md``): input 1x3x416x416 float32 BGR 0-255,
+letterbox at the top-left with pad value 114; output 3549x85 rows over the stride 8/16/32 grids,
+``cx_off, cy_off, log_w, log_h, objectness, 80 class scores`` (sigmoids already applied).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+
+from chattracker.errors import ChatTrackerError
+from chattracker.grounding.base import register_grounder
+from chattracker.grounding.colors import color_match, region_colors
+from chattracker.grounding.phrases import ParsedPhrase, parse_phrase, vocabulary
+from chattracker.types import Box, Frame, Proposals
+from chattracker.weights import resolve_weight
+
+logger = logging.getLogger(__name__)
+
+STRIDES = (8, 16, 32)
+PAD_VALUE = 114
+# Final box score = class score * (1 - w + w * mean attribute match): an attribute that fits fully
+# keeps the detector's score, one that does not fit at all costs up to 60% of it, which is enough
+# to put "the person on the left" above a more confident person on the right.
+ATTRIBUTE_WEIGHT = 0.6
+# Two boxes of one phrase overlapping more than this are one object found under two class names
+# (a "vehicle" seen as both car and truck).
+SAME_OBJECT_IOU = 0.7
+
+
+@dataclass
+class Detections:
+    """Everything one ONNX pass found: boxes (x, y, w, h in the original image), the class that
+    kept each box through NMS, its score, and the box's scores for all 80 classes."""
+
+    boxes: np.ndarray  # (N, 4)
+    class_ids: np.ndarray  # (N,)
+    scores: np.ndarray  # (N,)
+    class_scores: np.ndarray  # (N, 80) objectness * class probability
+
+
+class YoloxGrounder:
+    """``detect(image)`` gives all COCO detections; ``ground(image, phrases)`` those matching phrases.
+
+    One ONNX inference per image, whatever the number of phrases: the last image's detections are
+    cached (keyed by a hash of its pixels), so the tracker's foreground and background queries on the
+    same frame share one pass.
+    """
+
+    name = "yolox"
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        score_threshold: float = 0.25,
+        nms_threshold: float = 0.45,
+        threads: int = 1,
+        input_size: int = 416,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_threshold <= 1.0:
+            raise ChatTrackerError(
+                f"yolox: score_threshold must be in [0, 1] and nms_threshold in (0, 1], "
+                f"got {score_threshold} and {nms_threshold}"
+            )
+        self.score_threshold = float(score_threshold)
+        self.nms_threshold = float(nms_threshold)
+        self.input_size = int(input_size)
+        path = resolve_weight("yolox_nano_coco", weights)
+        options = ort.SessionOptions()
+        # The tracker calls this every few frames next to other work; one or two threads keep it
+        # from fighting the tracker and the other processes for cores.
+        options.intra_op_num_threads = max(1, int(threads))
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own exception types
+            raise ChatTrackerError(f"yolox: cannot load ONNX model {path}: {error}") from None
+        self._input_name = self._session.get_inputs()[0].name
+        self.classes = vocabulary().classes
+        self._grid, self._strides = self._make_grid(self.input_size)
+        self._cache_key: str | None = None
+        self._cache: Detections | None = None
+
+    @staticmethod
+    def _make_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+        grids, strides = [], []
+        for stride in STRIDES:
+            cells = size // stride
+            ys, xs = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+            grids.append(np.stack([xs, ys], axis=-1).reshape(-1, 2))
+            strides.append(np.full((cells * cells, 1), stride))
+        return np.concatenate(grids).astype(np.float32), np.concatenate(strides).astype(np.float32)
+
+    def _preprocess(self, image: Frame) -> tuple[np.ndarray, float]:
+        height, width = image.shape[:2]
+        ratio = min(self.input_size / height, self.input_size / width)
+        new_w, new_h = max(1, int(round(width * ratio))), max(1, int(round(height * ratio)))
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        canvas = np.full((self.input_size, self.input_size, 3), PAD_VALUE, dtype=np.uint8)
+        canvas[:new_h, :new_w] = resized[..., ::-1]  # RGB -> BGR, the order the model was trained on
+        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        return np.ascontiguousarray(blob), ratio
+
+    def _run(self, image: Frame) -> Detections:
+        image = _check_image(image)
+        blob, ratio = self._preprocess(image)
+        raw = self._session.run(None, {self._input_name: blob})[0][0]
+        if raw.shape != (len(self._grid), 5 + len(self.classes)):
+            raise ChatTrackerError(f"yolox: unexpected output shape {raw.shape}")
+        centers = (raw[:, :2] + self._grid) * self._strides
+        sizes = np.exp(np.minimum(raw[:, 2:4], 20.0)) * self._strides  # clamp: exp of junk overflows
+        class_scores = raw[:, 4:5] * raw[:, 5:]
+        # Class-aware NMS over every (cell, class) pair above threshold, so one box can stand for
+        # two classes (a pickup as car and truck) and a phrase's class still finds it.
+        cells, class_ids = np.nonzero(class_scores >= self.score_threshold)
+        if len(cells) == 0:
+            return Detections(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0), np.zeros((0, len(self.classes))))
+        scores = class_scores[cells, class_ids]
+        xywh = np.concatenate([centers[cells] - sizes[cells] / 2, sizes[cells]], axis=1) / ratio
+        keep = cv2.dnn.NMSBoxesBatched(
+            xywh.tolist(), scores.tolist(), class_ids.tolist(), self.score_threshold, self.nms_threshold
+        )
+        keep = np.asarray(keep, dtype=int).reshape(-1)
+        keep = keep[np.argsort(-scores[keep], kind="stable")]
+        height, width = image.shape[:2]
+        boxes = np.array([Box.from_any(b).clip(width, height).to_list() for b in xywh[keep]]).reshape(-1, 4)
+        return Detections(boxes, class_ids[keep], scores[keep].astype(np.float64),
+                          class_scores[cells[keep]].astype(np.float64))
+
+    def detections(self, image: Frame) -> Detections:
+        """All detections of ``image``; the same pixels twice in a row cost one inference."""
+        image = _check_image(image)
+        key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).hexdigest() + str(image.shape)
+        if key != self._cache_key or self._cache is None:
+            self._cache = self._run(image)
+            self._cache_key = key
+        return self._cache
+
+    def detect(self, image: Frame) -> Proposals:
+        """Every COCO detection, labelled with its class name."""
+        found = self.detections(image)
+        labels = [self.classes[c] for c in found.class_ids]
+        return Proposals(found.boxes.copy(), found.scores.copy(), labels, None)
+
+    def ground(self, image: Frame, phrases: Sequence[str]) -> Proposals:
+        """Boxes of each phrase's classes, re-ranked by its attribute words, with word scores."""
+        if isinstance(phrases, str):
+            phrases = [phrases]
+        found = self.detections(image)
+        parsed = [parse_phrase(p) for p in phrases]
+        rows: list[int] = []
+        labels: list[str] = []
+        scores: list[float] = []
+        for phrase in parsed:
+            chosen = self._candidates(found, phrase)
+            if not chosen:
+                logger.debug("yolox: no detection for %r (classes %s)", phrase.text, phrase.classes)
+                continue
+            matrix, final = self._word_scores(image, found, phrase, chosen)
+            for j in np.argsort(-final, kind="stable"):
+                rows.append(chosen[j])
+                labels.append(phrase.text)
+                scores.append(float(final[j]))
+        token_scores = {
+            phrase.text: (list(phrase.words), self._word_scores(image, found, phrase, rows)[0]) for phrase in parsed
+        }
+        boxes = found.boxes[rows] if rows else np.zeros((0, 4))
+        return Proposals(boxes, np.asarray(scores), labels, token_scores)
+
+    def _candidates(self, found: Detections, phrase: ParsedPhrase) -> list[int]:
+        """Detections of the phrase's classes, one per object (the best-scoring class wins)."""
+        class_ids = [self.classes.index(c) for c in phrase.classes]
+        rows = [i for i in range(len(found.scores)) if found.class_ids[i] in class_ids]
+        rows.sort(key=lambda i: -found.scores[i])
+        kept: list[int] = []
+        for i in rows:
+            if all(Box.from_any(found.boxes[i]).iou(Box.from_any(found.boxes[k])) < SAME_OBJECT_IOU for k in kept):
+                kept.append(i)
+        return kept
+
+    def _word_scores(
+        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(len(rows), len(words))`` support of each word for each box, and each box's final score.
+
+        Head noun: the box's score for the head's classes. Colour word: share of the box centre in
+        that colour. Position and size words: where the box lies among the phrase's own candidates
+        (in the image when it is alone). Other nouns of the phrase: the score of an overlapping
+        detection of their class ("person riding a horse"). Words a detector cannot check: 0.
+        """
+        matrix = np.zeros((len(rows), len(phrase.words)))
+        final = np.zeros(len(rows))
+        if not rows:
+            return matrix, final
+        height, width = image.shape[:2]
+        boxes = [Box.from_any(found.boxes[i]) for i in rows]
+        head_ids = [self.classes.index(c) for c in phrase.classes]
+        head_scores = found.class_scores[rows][:, head_ids].max(axis=1) if head_ids else np.zeros(len(rows))
+        # Position and size are relative to the other boxes of the same kind, as people use them.
+        peers = [Box.from_any(found.boxes[i]) for i in self._candidates(found, phrase)] or boxes
+        attribute_columns: list[int] = []
+        for column, word in enumerate(phrase.words):
+            if word == phrase.head:
+                matrix[:, column] = head_scores
+            elif word in phrase.colors:
+                matrix[:, column] = [color_match(region_colors(image, b), word) for b in boxes]
+                attribute_columns.append(column)
+            elif word in phrase.positions:
+                matrix[:, column] = [_position_match(b, peers, phrase.positions[word], width, height) for b in boxes]
+                attribute_columns.append(column)
+            elif word in phrase.sizes:
+                matrix[:, column] = [_size_match(b, peers, phrase.sizes[word]) for b in boxes]
+                attribute_columns.append(column)
+            elif word in phrase.context:
+                matrix[:, column] = [self._context_match(found, b, phrase.context[word]) for b in boxes]
+        factor = 1.0
+        if attribute_columns:
+            factor = 1.0 - ATTRIBUTE_WEIGHT + ATTRIBUTE_WEIGHT * matrix[:, attribute_columns].mean(axis=1)
+        final = head_scores * factor
+        return matrix, final
+
+    def _context_match(self, found: Detections, box: Box, classes: tuple[str, ...]) -> float:
+        ids = [self.classes.index(c) for c in classes]
+        near = box.scaled(1.5)
+        best = 0.0
+        for i in range(len(found.scores)):
+            if found.class_ids[i] in ids:
+                other = Box.from_any(found.boxes[i])
+                if other.iou(box) < 0.95 and near.iou(other) > 0.0:
+                    best = max(best, float(found.scores[i]))
+        return best
+
+
+def _position_match(box: Box, peers: list[Box], where: str, width: int, height: int) -> float:
+    """1 for the box furthest toward ``where`` among its peers, 0 for the furthest away."""
+    cx, cy = box.center
+    if len(peers) > 1:
+        xs = [p.center[0] for p in peers]
+        ys = [p.center[1] for p in peers]
+        x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
+    else:
+        x_lo, x_hi, y_lo, y_hi = 0.0, float(width), 0.0, float(height)
+    fx = (cx - x_lo) / (x_hi - x_lo) if x_hi > x_lo else 0.5
+    fy = (cy - y_lo) / (y_hi - y_lo) if y_hi > y_lo else 0.5
+    fx, fy = float(np.clip(fx, 0, 1)), float(np.clip(fy, 0, 1))
+    return {
+        "left": 1.0 - fx,
+        "right": fx,
+        "top": 1.0 - fy,
+        "bottom": fy,
+        "center": 1.0 - min(1.0, 2.0 * float(np.hypot(fx - 0.5, fy - 0.5))),
+    }[where]
+
+
+def _size_match(box: Box, peers: list[Box], size: str) -> float:
+    """Log-area rank among peers: 1 for the biggest (``big``) or smallest (``small``) box."""
+    areas = np.log([max(p.area, 1.0) for p in peers])
+    if len(peers) < 2 or areas.max() - areas.min() < 1e-9:
+        return 1.0  # a lone box is both the biggest and the smallest of its kind
+    f = float(np.clip((np.log(max(box.area, 1.0)) - areas.min()) / (areas.max() - areas.min()), 0, 1))
+    return f if size == "big" else 1.0 - f
+
+
+def _check_image(image: Frame) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
+        raise ChatTrackerError(f"yolox: expected an HxWx3 uint8 RGB image, got {array.dtype} {array.shape}")
+    return array
+
+
+@register_grounder("yolox")
+def build_yolox(**params: object) -> YoloxGrounder:
+    return YoloxGrounder(**params)  # type: ignore[arg-type]

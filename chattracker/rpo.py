@@ -1,0 +1,349 @@
+"""Reflection-based prompt optimisation (RPO, DESIGN.md section 1), once per sequence on frame 1.
+
+The describer writes a phrase for the boxed target (or the loop starts from a user's or dataset's
+text); the grounder looks for it on the same frame; boxes overlapping the given box are positive,
+the others negative, and the best-scoring word of each box becomes a positive or a negative word.
+Those words and the earlier attempts go back to the describer, N rounds. The result is the attempt
+whose top-scoring box overlaps the target most (ties: the earliest), so RPO never ends worse than its
+first description. Every prompt, reply, grounding and error is kept in a JSON-ready trace, and
+``RPOCache`` stores results on disk so a benchmark run never asks a model twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from chattracker.errors import ConfigError
+from chattracker.grounding.base import Grounder
+from chattracker.mllm.base import Attempt, Describer, Feedback
+from chattracker.mllm.errors import DescriberError, DescriberUnavailableError
+from chattracker.results import write_json
+from chattracker.types import Box, Description, Frame, Proposals
+
+logger = logging.getLogger(__name__)
+
+TRACE_VERSION = 1
+SELECTIONS = ("best", "last")
+# Function words never make useful feedback: a grounder that scores "the" highest says nothing.
+STOP_WORDS = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "with", "is", "its", "his", "her", "their", "by"}
+
+
+@dataclass
+class RPOConfig:
+    """Settings of the loop; the paper leaves all of them open, so they are exposed and ablated."""
+
+    iterations: int = 3  # describer rounds at most (a given initial text is grounded before them)
+    positive_iou: float = 0.5  # a grounded box with at least this IoU with the given box is positive
+    box_threshold: float = 0.25  # grounded boxes scoring below this are ignored
+    word_threshold: float = 0.0  # a box's best word must score above this to become feedback
+    max_boxes: int = 10  # only the top-scoring boxes give words
+    selection: str = "best"  # "best": highest top-1 IoU, ties -> earliest; "last": the paper's last round
+    early_stop: bool = True  # stop once the top box is on the target and no other box was found
+    ground_background: bool = True  # also ground the background phrases (trace only: which hit the target)
+
+    def __post_init__(self) -> None:
+        if self.iterations < 0:
+            raise ConfigError(f"rpo.iterations must be >= 0, got {self.iterations}")
+        for name in ("positive_iou", "box_threshold"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"rpo.{name} must be within 0..1, got {value}")
+        if self.max_boxes < 1:
+            raise ConfigError(f"rpo.max_boxes must be >= 1, got {self.max_boxes}")
+        if self.selection not in SELECTIONS:
+            raise ConfigError(f"rpo.selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> "RPOConfig":
+        data = dict(data or {})
+        allowed = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"rpo: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        return cls(**data)
+
+
+@dataclass
+class RPOResult:
+    """The chosen description, how well its top box hit the target on frame 1, and the whole trace."""
+
+    description: Description
+    top1_iou: float
+    trace: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """False when no round produced a usable description (the trace says why)."""
+        return bool(self.description.foreground)
+
+    @property
+    def iterations(self) -> list[dict[str, Any]]:
+        """``[{"description", "top1_iou"}, ...]`` for each round that produced a description."""
+        return [{"description": r["description"]["foreground"], "top1_iou": r["top1_iou"]}
+                for r in self.trace.get("rounds", []) if r.get("description")]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"description": asdict(self.description), "top1_iou": self.top1_iou, "trace": self.trace}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "RPOResult":
+        return cls(Description(**data["description"]), float(data["top1_iou"]), data.get("trace", {}))
+
+
+# --- grounding one description ---------------------------------------------------------------------
+
+def _best_word(proposals: Proposals, index: int, threshold: float) -> str | None:
+    """The word of the box's phrase that scored highest for this box (None without word scores)."""
+    if not proposals.token_scores:
+        return None
+    entry = proposals.token_scores.get(proposals.labels[index])
+    if entry is None:
+        return None
+    words, matrix = entry
+    row = np.asarray(matrix, dtype=float)[index]
+    candidates = [(score, word) for word, score in zip(words, row) if word.lower().strip(".,") not in STOP_WORDS]
+    if not candidates:
+        return None
+    score, word = max(candidates, key=lambda item: item[0])
+    return word if score > threshold else None
+
+
+def ground_phrases(image: Frame, box: Box, phrases: list[str], grounder: Grounder, config: RPOConfig) -> dict[str, Any]:
+    """Ground ``phrases`` and score every kept box against the given box (JSON-ready)."""
+    proposals = grounder.ground(image, phrases)
+    order = [int(i) for i in np.argsort(-proposals.scores, kind="stable") if proposals.scores[i] >= config.box_threshold]
+    order = order[: config.max_boxes]
+    boxes = []
+    for i in order:
+        candidate = proposals.box(i)
+        iou = candidate.iou(box)
+        boxes.append({"box": [round(v, 2) for v in candidate.to_list()], "score": round(float(proposals.scores[i]), 4),
+                      "label": proposals.labels[i], "iou": round(iou, 4), "positive": iou >= config.positive_iou,
+                      "word": _best_word(proposals, i, config.word_threshold)})
+    return {"phrases": phrases, "word_scores": proposals.token_scores is not None, "boxes": boxes,
+            "top1_iou": boxes[0]["iou"] if boxes else 0.0}
+
+
+def _words(boxes: list[dict[str, Any]], positive: bool) -> list[str]:
+    out: list[str] = []
+    for entry in boxes:
+        word = entry["word"]
+        if entry["positive"] == positive and word and word not in out:
+            out.append(word)
+    return out
+
+
+# --- the loop ---------------------------------------------------------------------------------------
+
+def run_rpo(image: Frame, box: Box, describer: Describer, grounder: Grounder, config: RPOConfig = RPOConfig(),
+            initial_text: str | None = None, *, fallback: Describer | None = None) -> RPOResult:
+    """Describe the target in ``box``, refine by reflection, return the best description and its trace.
+
+    A reply with nothing usable is recorded and the last good description kept. When no round gives
+    a description, ``fallback`` (e.g. the weight-free ``attributes`` describer) is asked once; without
+    it the result has an empty foreground (``result.ok`` is False) and the trace says why. A backend
+    that cannot be reached at all raises ``DescriberUnavailableError`` when nothing else is available.
+    """
+    box = Box.from_any(box)
+    started = time.perf_counter()
+    rounds: list[dict[str, Any]] = []
+    good: list[dict[str, Any]] = []
+    initial_text = " ".join(initial_text.split()) if initial_text and initial_text.strip() else None
+
+    def evaluate(description: Description, record: dict[str, Any]) -> None:
+        grounding = ground_phrases(image, box, [description.foreground], grounder, config)
+        record.update(description={"foreground": description.foreground, "background": description.background},
+                      grounding=grounding, top1_iou=grounding["top1_iou"],
+                      positive_words=_words(grounding["boxes"], True), negative_words=_words(grounding["boxes"], False))
+        if config.ground_background and description.background_phrases():
+            record["background_grounding"] = ground_phrases(image, box, description.background_phrases(), grounder, config)
+        good.append(record)
+
+    def feedback() -> Feedback | None:
+        if not good:
+            return Feedback(initial_text=initial_text) if initial_text else None
+        last = good[-1]
+        history = [Attempt(r["description"]["foreground"], r["description"]["background"], r["top1_iou"]) for r in good]
+        return Feedback(list(last["positive_words"]), list(last["negative_words"]), history, initial_text)
+
+    def clean(record: dict[str, Any]) -> bool:
+        boxes = record["grounding"]["boxes"]
+        return bool(boxes) and boxes[0]["positive"] and all(b["positive"] for b in boxes)
+
+    if initial_text:
+        record = {"round": 0, "source": "initial_text", "exchanges": [], "error": None}
+        evaluate(Description(initial_text), record)
+        rounds.append(record)
+
+    unavailable: DescriberUnavailableError | None = None
+    for index in range(1, config.iterations + 1):
+        if config.early_stop and good and clean(good[-1]):
+            break
+        given = feedback()
+        record = {"round": index, "source": "describer", "error": None,
+                  "feedback": _feedback_json(given)}
+        rounds.append(record)
+        tick = time.perf_counter()
+        try:
+            description = describer.describe(image, box, given)
+            if not description.foreground.strip():
+                raise DescriberError("the describer returned an empty foreground phrase", reply=description.raw)
+        except DescriberUnavailableError as error:
+            _record_error(record, describer, error)
+            unavailable = error
+            break  # the backend is down: asking again only waits for more timeouts
+        except DescriberError as error:
+            _record_error(record, describer, error)
+            continue
+        finally:
+            record["seconds"] = round(time.perf_counter() - tick, 3)
+        record["exchanges"] = list(getattr(describer, "last_exchanges", []) or [{"reply": description.raw}])
+        evaluate(description, record)
+
+    if not good and fallback is not None:
+        record = {"round": rounds[-1]["round"] + 1 if rounds else 1, "source": "fallback", "error": None, "describer": getattr(fallback, "name", "?")}
+        rounds.append(record)
+        evaluate(fallback.describe(image, box, Feedback(initial_text=initial_text) if initial_text else None), record)
+        record["exchanges"] = []
+    if not good and unavailable is not None:
+        raise unavailable
+
+    trace: dict[str, Any] = {
+        "version": TRACE_VERSION,
+        "box": box.to_list(),
+        "image": {"width": int(image.shape[1]), "height": int(image.shape[0]), "sha256": image_digest(image)},
+        "describer": component_identity(describer),
+        "grounder": component_identity(grounder),
+        "config": asdict(config),
+        "initial_text": initial_text,
+        "rounds": rounds,
+        "errors": [f"round {r['round']}: {r['error']}" for r in rounds if r.get("error")],
+        "seconds": None,
+    }
+    if not good:
+        trace["selected_round"] = None
+        trace["error"] = "no round produced a usable description"
+        trace["seconds"] = round(time.perf_counter() - started, 3)
+        logger.warning("RPO: %s (%s)", trace["error"], "; ".join(trace["errors"]) or "no rounds")
+        return RPOResult(Description(""), 0.0, trace)
+
+    chosen = good[-1] if config.selection == "last" else max(good, key=lambda r: r["top1_iou"])  # max keeps the earliest tie
+    background = chosen["description"]["background"] or next(
+        (r["description"]["background"] for r in reversed(good) if r["description"]["background"]), "")
+    description = Description(chosen["description"]["foreground"], background,
+                              raw=next((e.get("reply") or "" for e in reversed(chosen.get("exchanges", [])) if e.get("reply")), ""))
+    trace["selected_round"] = chosen["round"]
+    trace["result"] = {"foreground": description.foreground, "background": description.background,
+                       "top1_iou": chosen["top1_iou"], "first_top1_iou": good[0]["top1_iou"]}
+    trace["seconds"] = round(time.perf_counter() - started, 3)
+    return RPOResult(description, float(chosen["top1_iou"]), trace)
+
+
+def _feedback_json(feedback: Feedback | None) -> dict[str, Any] | None:
+    return None if feedback is None else asdict(feedback)
+
+
+def _record_error(record: dict[str, Any], describer: Describer, error: DescriberError) -> None:
+    record["error"] = f"{type(error).__name__}: {error}"
+    record["exchanges"] = list(getattr(describer, "last_exchanges", []) or [])
+    if not record["exchanges"] and (error.prompt or error.reply is not None):
+        record["exchanges"] = [{"prompt": error.prompt, "reply": error.reply}]
+    logger.warning("RPO round %s: %s", record["round"], record["error"])
+
+
+# --- identity and cache -----------------------------------------------------------------------------
+
+def image_digest(image: Frame) -> str:
+    array = np.ascontiguousarray(image)
+    digest = hashlib.sha256(f"{array.shape}|{array.dtype}|".encode())
+    digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def component_identity(component: Any, depth: int = 0) -> Any:
+    """What determines a describer's or grounder's output, as JSON: its ``identity`` when it defines
+    one, else its name, class and simple public settings (nested components recursively)."""
+    explicit = getattr(component, "identity", None)
+    if explicit is not None and not callable(explicit):
+        return explicit
+    if isinstance(component, (str, int, float, bool)) or component is None:
+        return component
+    info: dict[str, Any] = {"name": getattr(component, "name", None),
+                            "class": f"{type(component).__module__}.{type(component).__qualname__}"}
+    if depth < 2:
+        for key, value in sorted(vars(component).items()) if hasattr(component, "__dict__") else []:
+            if key.startswith("_") or key in ("last_exchanges",):
+                continue
+            if isinstance(value, (str, int, float, bool)) or value is None:
+                info[key] = value
+            elif isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float, bool)) for v in value):
+                info[key] = list(value)
+            elif hasattr(value, "ground") or hasattr(value, "describe"):
+                info[key] = component_identity(value, depth + 1)
+    return info
+
+
+def rpo_cache_key(image: Frame, box: Box, describer: Describer, grounder: Grounder, config: RPOConfig,
+                  initial_text: str | None = None, sequence: str | None = None) -> str:
+    """Cache key: sequence name (readable) + hash of image, box, describer, grounder, config and text."""
+    payload = json.dumps({"image": image_digest(image), "box": [round(v, 3) for v in Box.from_any(box).to_list()],
+                          "describer": component_identity(describer), "grounder": component_identity(grounder),
+                          "config": asdict(config), "initial_text": initial_text}, sort_keys=True, default=str)
+    prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", sequence or "rpo")[:60]
+    return f"{prefix}-{hashlib.sha256(payload.encode()).hexdigest()[:24]}"
+
+
+class RPOCache:
+    """One JSON file per key in ``folder`` (atomic writes). Results without a usable description are
+    not stored, so a run that failed (server down, garbage replies) is tried again next time."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    def path(self, key: str) -> Path:
+        return self.folder / f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', key)}.json"
+
+    def get(self, key: str) -> RPOResult | None:
+        path = self.path(key)
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("key") != key:
+                raise ValueError(f"stored key {data.get('key')!r} differs")
+            return RPOResult.from_json(data["result"])
+        except (ValueError, KeyError, TypeError) as error:
+            logger.warning("RPO cache file %s is unreadable (%s); running RPO again", path, error)
+            return None
+
+    def put(self, key: str, result: RPOResult) -> None:
+        write_json(self.path(key), {"key": key, "result": result.to_json()})
+
+    def get_or_run(self, key: str, fn: Callable[[], RPOResult]) -> RPOResult:
+        cached = self.get(key)
+        if cached is not None:
+            logger.info("RPO cache hit %s", key)
+            return cached
+        result = fn()
+        if result.ok:
+            self.put(key, result)
+        return result
+
+
+def run_rpo_cached(cache: RPOCache | None, image: Frame, box: Box, describer: Describer, grounder: Grounder,
+                   config: RPOConfig = RPOConfig(), initial_text: str | None = None, *, sequence: str | None = None,
+                   fallback: Describer | None = None) -> RPOResult:
+    """``run_rpo`` through ``cache`` (None: no cache) under the key of ``rpo_cache_key``."""
+    run = lambda: run_rpo(image, box, describer, grounder, config, initial_text, fallback=fallback)  # noqa: E731
+    if cache is None:
+        return run()
+    return cache.get_or_run(rpo_cache_key(image, box, describer, grounder, config, initial_text, sequence), run)

@@ -10,7 +10,7 @@ from chattracker.errors import ConfigError
 from chattracker.mllm.errors import DescriberUnavailableError, ReplyParseError
 from chattracker.rpo import RPOCache, RPOConfig, RPOResult, rpo_cache_key, run_rpo, run_rpo_cached
 from chattracker.types import Box, Description
-from tests.rpo_fakes import SCENE, TARGET, ScriptedChat, ScriptedDescriber, SceneObject, WordGrounder, image
+from tests.test_rpo_fakes import SCENE, TARGET, ScriptedChat, ScriptedDescriber, SceneObject, WordGrounder, image
 
 
 def test_reflection_turns_negative_words_into_a_better_phrase():

@@ -37,11 +37,13 @@ def canonical_color(word: str) -> str | None:
 
 
 def label_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Index into ``color_names()`` for every pixel of an ``HxWx3`` uint8 RGB array."""
-    hsv = cv2.cvtColor(rgb.astype(np.float32) / 255.0, cv2.COLOR_RGB2HSV)
+    """Index into ``color_names()`` for every pixel of an ``HxWx3`` (or ``Nx3``) uint8 RGB array."""
+    shape = rgb.shape[:-1]
+    pixels = rgb.reshape(1, -1, 3).astype(np.float32) / 255.0
+    hsv = cv2.cvtColor(pixels, cv2.COLOR_RGB2HSV).reshape(*shape, 3)
     hue, sat, val = hsv[..., 0], hsv[..., 1], hsv[..., 2]
     names = color_names()
-    labels = np.full(rgb.shape[:2], -1, dtype=np.int16)
+    labels = np.full(shape, -1, dtype=np.int16)
     for rule in _table()["rules"]:
         match = labels < 0
         if "saturation" in rule:

@@ -1,0 +1,144 @@
+"""YOLOX-Nano grounder on real frames with the real ONNX weights (shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from chattracker.errors import ChatTrackerError
+from chattracker.grounding.base import build_grounder
+from chattracker.grounding.yolox import YoloxGrounder
+from chattracker.types import Box
+
+pytestmark = pytest.mark.shared
+
+
+def _frame(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path))
+    assert image is not None, path
+    return np.ascontiguousarray(image[..., ::-1])
+
+
+def _first_box(path: Path, line: int = 0) -> Box:
+    return Box.parse(path.read_text().split("\n")[line])
+
+
+@pytest.fixture(scope="module")
+def grounder(weights_env: Path) -> YoloxGrounder:
+    return YoloxGrounder()
+
+
+@pytest.fixture(scope="module")
+def crossing(shared_data: Path) -> tuple[np.ndarray, Box]:
+    folder = shared_data / "otb_crossing" / "Crossing"
+    return _frame(folder / "img" / "0001.jpg"), _first_box(folder / "groundtruth_rect.txt")
+
+
+@pytest.fixture(scope="module")
+def airplane(shared_data: Path):
+    folder = shared_data / "lasot_airplane-1_clip600" / "airplane" / "airplane-1"
+    return lambda frame: (_frame(folder / "img" / f"{frame:08d}.jpg"), _first_box(folder / "groundtruth.txt", frame - 1))
+
+
+def _best_iou(proposals, label: str, target: Box) -> float:
+    ious = [target.iou(proposals.box(i)) for i in range(len(proposals)) if proposals.labels[i] == label]
+    return max(ious, default=0.0)
+
+
+def test_detects_the_person_in_crossing_and_woman(grounder: YoloxGrounder, crossing, shared_data: Path) -> None:
+    image, target = crossing
+    found = grounder.detect(image)
+    iou = _best_iou(found, "person", target)
+    woman_folder = shared_data / "otb_woman_lang" / "Woman"
+    woman = grounder.detect(_frame(woman_folder / "img" / "0001.jpg"))
+    woman_iou = _best_iou(woman, "person", _first_box(woman_folder / "groundtruth_rect.txt"))
+    print(f"\nCrossing #1 person IoU {iou:.3f}; Woman #1 person IoU {woman_iou:.3f}")
+    assert iou >= 0.5 and woman_iou >= 0.5
+    assert set(found.labels) <= set(grounder.classes) and found.token_scores is None
+    assert np.all(found.scores >= grounder.score_threshold) and np.all(np.diff(found.scores) <= 0)
+
+
+def test_airplane_target_found_once_large_enough(grounder: YoloxGrounder, airplane) -> None:
+    # Frame 1: the 41x16 landing plane is too small for YOLOX-Nano; the parked plane is found instead.
+    image, target = airplane(1)
+    first = grounder.ground(image, ["airplane"])
+    assert len(first) >= 1 and _best_iou(first, "airplane", target) < 0.1
+    # Frame 281: the plane is 65x21 and found; "small airplane" puts it above the parked one.
+    image, target = airplane(281)
+    found = grounder.ground(image, ["airplane", "small airplane"])
+    iou = _best_iou(found, "airplane", target)
+    small = [i for i, label in enumerate(found.labels) if label == "small airplane"]
+    print(f"\nairplane-1 #281 airplane IoU {iou:.3f}; 'small airplane' top-1 IoU {target.iou(found.box(small[0])):.3f}")
+    assert iou >= 0.5
+    assert target.iou(found.box(small[0])) >= 0.5
+
+
+def test_position_words_reorder(grounder: YoloxGrounder, crossing) -> None:
+    image, target = crossing  # the target walks on the right; another person stands on the left
+    left = grounder.ground(image, ["person on the left"])
+    right = grounder.ground(image, ["person on the right"])
+    assert len(left) == len(right) >= 2
+    assert target.iou(right.box(0)) >= 0.5 and target.iou(left.box(0)) < 0.1
+    assert left.box(0).center[0] < right.box(0).center[0]
+    words, matrix = left.token_scores["person on the left"]
+    assert words == ["person", "left"] and matrix.shape == (len(left), 2)
+    assert matrix[0, 1] == 1.0 and matrix[1, 1] == 0.0  # "left" supports the left box only
+
+
+def test_token_scores_cover_every_box_and_phrase(grounder: YoloxGrounder, crossing) -> None:
+    image, _ = crossing
+    phrases = ["black person on the right", "small person", "red car", "chameleon"]
+    found = grounder.ground(image, phrases)
+    assert set(found.token_scores) == set(phrases)
+    for phrase, (words, matrix) in found.token_scores.items():
+        assert matrix.shape == (len(found), len(words))
+        assert np.all((matrix >= 0) & (matrix <= 1))
+    assert found.token_scores["chameleon"][0] == ["chameleon"]
+    assert "chameleon" not in found.labels and "red car" not in found.labels  # no such detections
+    words, matrix = found.token_scores["black person on the right"]
+    head = words.index("person")
+    rows = [i for i, label in enumerate(found.labels) if label == "black person on the right"]
+    # The head noun's column is the detector's person score of each box.
+    detected = grounder.detect(image)
+    for i in rows:
+        j = int(np.argmax([found.box(i).iou(detected.box(k)) for k in range(len(detected))]))
+        assert matrix[i, head] == pytest.approx(detected.scores[j])
+
+
+def test_one_inference_per_image(grounder: YoloxGrounder, crossing, monkeypatch) -> None:
+    image, _ = crossing
+    calls = []
+    original = grounder._run
+    monkeypatch.setattr(grounder, "_run", lambda img: calls.append(1) or original(img))
+    grounder._cache_key = None
+    grounder.ground(image, ["person", "car", "bicycle"])
+    grounder.ground(image.copy(), ["person on the left"])
+    grounder.detect(image)
+    assert len(calls) == 1
+    grounder.detect(np.ascontiguousarray(image[:, ::-1]))
+    assert len(calls) == 2
+
+
+def test_boxes_follow_flips_and_scaling(grounder: YoloxGrounder, crossing) -> None:
+    """Letterbox undo: a mirrored or enlarged frame gives the mirrored or enlarged box."""
+    image, target = crossing
+    height, width = image.shape[:2]
+    mirrored = Box(width - target.x - target.w, target.y, target.w, target.h)
+    assert _best_iou(grounder.detect(np.ascontiguousarray(image[:, ::-1])), "person", mirrored) >= 0.5
+    big = cv2.resize(image, (width * 2, height * 2), interpolation=cv2.INTER_LINEAR)
+    doubled = Box(target.x * 2, target.y * 2, target.w * 2, target.h * 2)
+    assert _best_iou(grounder.detect(big), "person", doubled) >= 0.5
+
+
+def test_registry_and_bad_input(weights_env: Path) -> None:
+    grounder = build_grounder("yolox", score_threshold=0.9)
+    assert isinstance(grounder, YoloxGrounder) and grounder.score_threshold == 0.9
+    with pytest.raises(ChatTrackerError, match="HxWx3 uint8"):
+        grounder.detect(np.zeros((10, 10), dtype=np.uint8))
+    with pytest.raises(ChatTrackerError, match="score_threshold"):
+        YoloxGrounder(score_threshold=1.5)
+    blank = grounder.ground(np.zeros((64, 64, 3), dtype=np.uint8), ["person"])
+    assert len(blank) == 0 and blank.token_scores["person"][1].shape == (0, 1)

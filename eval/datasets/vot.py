@@ -1,0 +1,23 @@
+"""VOT-style sequences: ``<seq>/groundtruth.txt`` with 4-corner polygons (8 values) or boxes (4),
+frames in ``color/``, ``imgs/`` or the folder itself. Polygons become the axis-aligned box of
+their corners (min/max), the box OPE trackers are initialised with."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from chattracker_eval.datasets.base import DATASETS, Benchmark, SequenceList, read_list_file
+from chattracker_eval.datasets.folder import folder_sequence, read_ground_truth, sequence_folders
+
+
+@DATASETS.register("vot")
+def load_vot(root: Path) -> Benchmark:
+    root = Path(root)
+    folders = sequence_folders(root)
+    if (root / "list.txt").is_file() and len(folders) > 1:
+        listed = set(read_list_file(root / "list.txt"))
+        folders = [f for f in folders if f.name in listed]
+    sequences = SequenceList(
+        folder_sequence(f, read_ground_truth(f / "groundtruth.txt"), "vot")
+        for f in folders)
+    return Benchmark("vot", sequences, {}, f"vot {root}")

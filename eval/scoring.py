@@ -1,0 +1,131 @@
+"""Score a folder of result files (``<seq>.txt``) against a benchmark's annotations.
+
+Reads result files only (never runs a tracker). Missing files are listed, not fatal; a malformed
+file is an error naming it. Every report carries the protocol and the number of sequences scored.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from chattracker.errors import InputError
+from chattracker_eval.datasets.base import Benchmark
+from chattracker_eval.metrics import Average, Curves
+from chattracker_eval.protocols import OfficialProtocol, ResultError, get_protocol, score_sequence
+from chattracker_eval.textfile import read_table
+
+logger = logging.getLogger(__name__)
+
+MIN_ATTRIBUTE_SEQUENCES = 2  # the toolkit skips attributes with fewer sequences
+
+
+@dataclass
+class AttributeScore:
+    short: str
+    name: str
+    average: Average
+
+
+@dataclass
+class ScoreReport:
+    """One results folder scored on one benchmark under one protocol."""
+
+    protocol: str
+    benchmark: str
+    results: str
+    average: Average
+    per_sequence: dict[str, Curves]
+    missing: list[str]
+    attributes: list[AttributeScore] = field(default_factory=list)
+
+    @property
+    def num_sequences(self) -> int:
+        return len(self.per_sequence)
+
+    @property
+    def label(self) -> str:
+        return Path(self.results).name or self.results
+
+    def to_json(self) -> dict:
+        """The machine-readable form (values in percent; NaN becomes null)."""
+        summary = self.average.curves.summary()
+        return {
+            "protocol": self.protocol,
+            "benchmark": self.benchmark,
+            "num_sequences": self.num_sequences,
+            "missing": list(self.missing),
+            "auc": _number(summary["auc"]),
+            "precision": _number(summary["precision"]),
+            "norm_precision": _number(summary["norm_precision"]),
+            "sequences": {name: {key: _number(value) for key, value in curves.summary().items()
+                                 if key in ("auc", "precision", "norm_precision")}
+                          for name, curves in self.per_sequence.items()},
+        }
+
+
+def _number(value: float) -> float | None:
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def result_path(results_dir: Path, name: str) -> Path:
+    return results_dir / f"{name}.txt"
+
+
+def read_result(path: Path) -> np.ndarray:
+    """A result file as ``(N, 4)`` rows (extra columns, e.g. a score, are ignored)."""
+    return read_table(path, columns=4)
+
+
+def score_results(benchmark: Benchmark, results_dir: str | Path, protocol_name: str = "official") -> ScoreReport:
+    """Score every sequence of ``benchmark`` that has a result file in ``results_dir``."""
+    results_dir = Path(results_dir)
+    if not results_dir.is_dir():
+        raise InputError(f"results folder {results_dir} does not exist")
+    protocol, uses_absent = get_protocol(protocol_name, benchmark.name)
+    per_sequence: dict[str, Curves] = {}
+    missing: list[str] = []
+    for sequence in benchmark:
+        path = result_path(results_dir, sequence.name)
+        if not path.is_file():
+            missing.append(sequence.name)
+            continue
+        rows = read_result(path)
+        if len(rows) == 0:
+            if isinstance(protocol, OfficialProtocol):
+                # The toolkit leaves an empty result's curves at zero, so the eps rule drops it.
+                logger.warning("%s is empty; scored as zero curves, which the official average leaves out", path)
+                per_sequence[sequence.name] = Curves(np.zeros(21), np.zeros(51), np.zeros(51))
+                continue
+            raise InputError(f"{path}: empty result file")
+        absent = sequence.absent if uses_absent else None
+        try:
+            per_sequence[sequence.name] = score_sequence(protocol, rows, sequence.ground_truth, absent)
+        except ResultError as error:
+            raise InputError(f"{path}: {error}") from None
+    if missing:
+        logger.warning("%s: %d of %d sequence(s) have no result file in %s", benchmark.name, len(missing),
+                       len(benchmark), results_dir)
+    average = protocol.average(list(per_sequence.values()))
+    report = ScoreReport(protocol.name, benchmark.name, str(results_dir), average, per_sequence, missing)
+    report.attributes = attribute_scores(benchmark, report, protocol)
+    return report
+
+
+def attribute_scores(benchmark: Benchmark, report: ScoreReport, protocol) -> list[AttributeScore]:
+    """Per attribute, the protocol's average over the scored sequences that have it."""
+    scores = []
+    names = dict(benchmark.attribute_names)
+    for sequence in benchmark:
+        for short in sequence.attributes:
+            names.setdefault(short, short)
+    for short, long_name in names.items():
+        chosen = [report.per_sequence[s.name] for s in benchmark
+                  if s.attributes.get(short) and s.name in report.per_sequence]
+        if len(chosen) >= MIN_ATTRIBUTE_SEQUENCES:
+            scores.append(AttributeScore(short, long_name, protocol.average(chosen)))
+    return scores

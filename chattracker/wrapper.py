@@ -1,0 +1,358 @@
+"""``ChatTracker``: wrap any tracker with semantic tracking and foreground verification.
+
+The wrapper is itself a tracker (same protocol), so the CLI and the eval runner treat a plain and an
+enhanced tracker the same way. Per frame: the base tracker predicts; on a sparse schedule the
+grounder finds the foreground and background descriptions; verification keeps the base box, or
+replaces it (and re-initialises the base tracker) when the evidence that the base lost the target
+is strong. Descriptions come from RPO on the first frame (cached on disk).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chattracker.errors import ConfigError
+from chattracker.fusion.appearance import AppearanceMemory
+from chattracker.fusion.association import CandidateAssociation
+from chattracker.fusion.motion import BoxKalman
+from chattracker.fusion.schedule import GroundingSchedule
+from chattracker.fusion.semantic import GroundedFrame, ground, search_region
+from chattracker.fusion.verification import SELECTIONS, Candidate, Decision, VerificationConfig, Verifier
+from chattracker.types import Box, Description, Frame, Tracker, TrackResult
+
+logger = logging.getLogger(__name__)
+
+REGIONS = ("search", "frame")
+FOREGROUND_COLOR = (255, 210, 0)
+BACKGROUND_COLOR = (230, 60, 60)
+CHOSEN_COLOR = (40, 220, 80)
+
+
+@dataclass
+class FusionConfig:
+    """Every fusion setting (the ``chattracker:`` section of a YAML config); ablations included."""
+
+    describer: str = "attributes"
+    describer_params: dict[str, Any] = field(default_factory=dict)
+    grounder: str = "yolox"
+    grounder_params: dict[str, Any] = field(default_factory=dict)
+    rpo: dict[str, Any] = field(default_factory=dict)  # RPOConfig fields
+    rpo_cache: bool = True
+    cache_dir: str | None = None  # default: the user cache dir, subfolder rpo/
+    foreground: str | None = None  # given: skip RPO and use these descriptions
+    background: str | None = None
+    ground_every: int = 10  # periodic grounding interval in frames (0: only on triggers)
+    ground_cooldown: int = 3  # smallest gap between rounds pulled forward by a trigger
+    region: str = "search"  # ground on an enlarged search region or the whole frame
+    search_scale: float = 2.0
+    min_region: float = 128.0
+    proposal_min_score: float = 0.2
+    use_background: bool = True
+    memory_size: int = 8
+    novelty: float = 0.6  # a confirmed look less similar than this to the memory is remembered
+    refresh_template: bool = True  # re-initialise the base tracker on a confirmed novel look
+    refresh_gap: int = 50  # frames between two template refreshes at least
+    refresh_scale: float = 1.5  # ... and only when the target's area changed this much since the template
+    refresh_aspect: float = 1.4  # ... while the confirming proposal's aspect ratio stayed within this
+    # factor of the template's (a scale change, not an occlusion or a deformation)
+    refresh_box: str = "base"  # re-initialise on the base box or on the confirming proposal
+    redescribe: bool = False  # run RPO again on the frame of a recovery
+    redescribe_gap: int = 150
+    max_foreground: int = 3  # descriptions kept (the first one always)
+    verification: VerificationConfig = field(default_factory=VerificationConfig)
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any], section: str = "chattracker") -> "FusionConfig":
+        """Validate a flat settings mapping; unknown keys and wrong types are ``ConfigError``."""
+        own = {f.name: f for f in dataclasses.fields(cls) if f.name != "verification"}
+        verification = {f.name: f for f in dataclasses.fields(VerificationConfig)}
+        allowed = set(own) | set(verification)
+        unknown = sorted(set(settings) - allowed)
+        if unknown:
+            raise ConfigError(f"{section}: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        defaults, vdefaults = cls(), VerificationConfig()
+        values: dict[str, Any] = {}
+        vvalues: dict[str, Any] = {}
+        for key, value in settings.items():
+            target, default = (values, getattr(defaults, key)) if key in own else (vvalues, getattr(vdefaults, key))
+            target[key] = _checked(section, key, value, default)
+        config = cls(**values, verification=VerificationConfig(**vvalues))
+        config.check(section)
+        return config
+
+    def check(self, section: str = "chattracker") -> None:
+        if self.region not in REGIONS:
+            raise ConfigError(f"{section}: region must be one of {', '.join(REGIONS)}, got {self.region!r}")
+        if self.verification.selection not in SELECTIONS:
+            raise ConfigError(f"{section}: selection must be one of {', '.join(SELECTIONS)}, "
+                              f"got {self.verification.selection!r}")
+        for key in ("ground_every", "ground_cooldown", "refresh_gap", "redescribe_gap"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"{section}: {key} must be >= 0, got {getattr(self, key)}")
+        if self.refresh_box not in ("base", "proposal"):
+            raise ConfigError(f"{section}: refresh_box must be base or proposal, got {self.refresh_box!r}")
+        if self.memory_size < 1 or self.max_foreground < 1:
+            raise ConfigError(f"{section}: memory_size and max_foreground must be >= 1")
+
+
+def _checked(section: str, key: str, value: Any, default: Any) -> Any:
+    """``value`` if it has the type of ``default`` (ints accepted for floats; None for optional text)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, dict):
+        ok = isinstance(value, dict)
+    else:  # optional or required text
+        ok = isinstance(value, str) or (value is None and default is None)
+    if not ok:
+        expected = type(default).__name__ if default is not None else "text or null"
+        raise ConfigError(f"{section}: {key} must be {expected}, got {value!r}")
+    return value
+
+
+class ChatTracker:
+    """A tracker that wraps ``base`` (any object of the tracker protocol)."""
+
+    def __init__(self, base: Tracker, describer: Any = None, grounder: Any = None,
+                 config: FusionConfig | None = None, **settings: Any) -> None:
+        if config is not None and settings:
+            raise ConfigError("pass either a FusionConfig or settings, not both")
+        self.base = base
+        self.config = config if config is not None else FusionConfig.from_dict(settings)
+        self.describer = describer
+        self.grounder = grounder
+        if grounder is None:
+            raise ConfigError("ChatTracker needs a grounder (build_chattracker builds the configured one)")
+        if describer is None and self.config.foreground is None:
+            raise ConfigError("ChatTracker needs a describer, or a 'foreground' description in its settings")
+        self.name = f"chattracker:{getattr(base, 'name', type(base).__name__)}"
+        self.verifier = Verifier(self.config.verification)
+        self.schedule = GroundingSchedule(self.config.ground_every, self.config.ground_cooldown,
+                                          self.config.verification.low_score, self.config.verification.motion_gate)
+        self.association = CandidateAssociation()
+        self.memory = AppearanceMemory(self.config.memory_size)
+        self.descriptions: list[Description] = []
+        self.events: list[dict[str, Any]] = []
+        self.ground_truth: np.ndarray | None = None
+        self.frame_index = 0
+        self._kalman: BoxKalman | None = None
+        self._last_refresh = 0
+        self._last_redescribe = 0
+        self.grounding_seconds = 0.0
+        self.grounding_rounds = 0
+
+    # -- protocol ---------------------------------------------------------------------------------------
+    def initialize(self, frame: Frame, box: Box, text: str | None = None) -> None:
+        self.base.initialize(frame, box, text)
+        self.frame_index = 0
+        self.memory = AppearanceMemory(self.config.memory_size)
+        self.memory.add(frame, box)
+        self._kalman = BoxKalman(box)
+        self.schedule.reset(0)
+        self.association.reset()
+        self.events = []
+        self._last_refresh = self._last_redescribe = 0
+        self.grounding_seconds, self.grounding_rounds = 0.0, 0
+        self._text = text
+        self._template = box
+        self.descriptions = [self._describe(frame, box, text)]
+
+    def track(self, frame: Frame) -> TrackResult:
+        if self._kalman is None:
+            raise RuntimeError(f"{self.name}: track() called before initialize()")
+        self.frame_index += 1
+        result = self.base.track(frame)
+        prior = self._kalman.predict()
+        base_box = result.box
+        motion = self._kalman.distance(base_box, prior) if base_box is not None else float("inf")
+        reason = self.schedule.due(self.frame_index, result.score, motion)
+        info: dict[str, Any] = {"base_box": base_box.to_list() if base_box is not None else None,
+                                "base_score": result.score, "text_lines": self._text_lines()}
+        if reason is None or base_box is None:
+            if base_box is not None:
+                self._kalman.update(base_box)
+            return TrackResult(base_box, result.score, info)
+
+        grounded = self._ground(frame, base_box)
+        decision = self._verify(frame, base_box, result.score, prior, grounded)
+        self._act(frame, decision)
+        if decision.box is not None:
+            self._kalman.update(decision.box)
+        info.update(self._round_info(reason, grounded, decision))
+        score = result.score
+        if decision.box is None:
+            score = 0.0 if score is None else min(score, self.config.verification.absent_score)
+        elif decision.box is not base_box and decision.chosen is not None:
+            score = decision.chosen.grounding
+        return TrackResult(decision.box, score, info)
+
+    # -- parts ------------------------------------------------------------------------------------------
+    def set_ground_truth(self, boxes: np.ndarray | None) -> None:
+        """Ground-truth boxes per frame, for the ``oracle`` selection only (analysis, never in use)."""
+        self.ground_truth = None if boxes is None else np.asarray(boxes, dtype=float).reshape(-1, 4)
+
+    def _describe(self, frame: Frame, box: Box, text: str | None) -> Description:
+        if self.config.foreground is not None:
+            return Description(self.config.foreground, self.config.background or "", "from settings")
+        from chattracker.rpo import RPOCache, RPOConfig, run_rpo
+
+        rpo_config = RPOConfig(**self.config.rpo)
+
+        def run() -> Any:
+            return run_rpo(frame, box, self.describer, self.grounder, rpo_config, initial_text=text)
+
+        start = time.perf_counter()
+        if self.config.rpo_cache:
+            key = _rpo_key(frame, box, text, self.describer, self.grounder, rpo_config)
+            result = RPOCache(self._cache_dir()).get_or_run(key, run)
+        else:
+            result = run()
+        logger.info("RPO: %r / %r (top-1 IoU %.2f, %.2fs)", result.description.foreground,
+                    result.description.background, result.top1_iou, time.perf_counter() - start)
+        return result.description
+
+    def _cache_dir(self) -> Path:
+        if self.config.cache_dir:
+            return Path(self.config.cache_dir)
+        import platformdirs
+
+        return Path(platformdirs.user_cache_dir("chattracker")) / "rpo"
+
+    def _phrases(self) -> tuple[list[str], list[str]]:
+        foreground = list(dict.fromkeys(d.foreground for d in self.descriptions if d.foreground))
+        background: list[str] = []
+        if self.config.use_background:
+            for d in self.descriptions:
+                background.extend(p for p in d.background_phrases() if p not in background)
+        return foreground, background
+
+    def _ground(self, frame: Frame, base_box: Box) -> GroundedFrame:
+        height, width = frame.shape[:2]
+        region = None
+        if self.config.region == "search":
+            region = search_region(base_box, width, height, self.config.search_scale, self.config.min_region)
+        foreground, background = self._phrases()
+        start = time.perf_counter()
+        grounded = ground(self.grounder, frame, foreground, background, region, self.config.proposal_min_score)
+        self.grounding_seconds += time.perf_counter() - start
+        self.grounding_rounds += 1
+        return grounded
+
+    def _verify(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box,
+                grounded: GroundedFrame) -> Decision:
+        base = Candidate(base_box, "base", max((s for b, s, _ in grounded.foreground if b.iou(base_box) >= 0.5), default=0.0))
+        proposals = [Candidate(b, label, s) for b, s, label in grounded.foreground]
+        for candidate, track in zip(proposals, self.association.update([p.box for p in proposals])):
+            candidate.persistent = track.hits >= 2
+        kalman = self._kalman
+        assert kalman is not None
+        self.verifier.score(frame, [base, *proposals], self.memory, prior, [b for b, _, _ in grounded.background],
+                            kalman.distance)
+        truth = None
+        if self.ground_truth is not None and self.frame_index < len(self.ground_truth):
+            truth = Box.from_any(self.ground_truth[self.frame_index])
+        return self.verifier.decide(base, proposals, base_score, self.memory, truth)
+
+    def _act(self, frame: Frame, decision: Decision) -> None:
+        """Re-initialise the base tracker, remember new looks, re-describe after a recovery."""
+        if decision.box is None:
+            return
+        if decision.reinitialize:
+            self.base.initialize(frame, decision.box, self._text)
+            self._template = decision.box
+            self.events.append({"frame": self.frame_index + 1, "event": "reinitialize", "box": decision.box.to_list(),
+                                "reason": decision.reason})
+            if self.config.redescribe and self.frame_index - self._last_redescribe >= self.config.redescribe_gap:
+                self._redescribe(frame, decision.box)
+            return
+        if decision.confirmed and self.memory.score(frame, decision.box) < self.config.novelty:
+            self.memory.add(frame, decision.box)
+            # A Siamese template taken at another scale is what degrades the base tracker most when
+            # the target approaches or recedes; a confirmed box at the new scale is a safe new template.
+            if self.config.refresh_template and decision.confirming and self._is_rescaled(decision.confirming.box):
+                box = decision.box if self.config.refresh_box == "base" else decision.confirming.box
+                self.base.initialize(frame, box, self._text)
+                self._template = box
+                self._last_refresh = self.frame_index
+                self.events.append({"frame": self.frame_index + 1, "event": "refresh", "box": decision.box.to_list()})
+
+    def _is_rescaled(self, box: Box) -> bool:
+        """Whether ``box`` is the template's target seen at another scale (same shape, other size)."""
+        if self.frame_index - self._last_refresh < self.config.refresh_gap:
+            return False
+        template = self._template
+        scale = box.area / max(template.area, 1e-6)
+        aspect = (box.w / max(box.h, 1e-6)) / max(template.w / max(template.h, 1e-6), 1e-6)
+        return (max(scale, 1.0 / max(scale, 1e-6)) >= self.config.refresh_scale
+                and max(aspect, 1.0 / max(aspect, 1e-6)) <= self.config.refresh_aspect)
+
+    def _redescribe(self, frame: Frame, box: Box) -> None:
+        self._last_redescribe = self.frame_index
+        try:
+            description = self._describe(frame, box, self._text)
+        except Exception as error:  # a failed re-description must not stop tracking; say so
+            logger.warning("re-description at frame %d failed: %s", self.frame_index + 1, error)
+            return
+        self.descriptions.append(description)
+        if len(self.descriptions) > self.config.max_foreground:
+            del self.descriptions[1]  # keep the first-frame description and the newest ones
+        self.events.append({"frame": self.frame_index + 1, "event": "redescribe", "foreground": description.foreground})
+
+    def _text_lines(self) -> list[str]:
+        lines = [f"fg: {d.foreground}" for d in self.descriptions]
+        background = self._phrases()[1]
+        if background:
+            lines.append("bg: " + ". ".join(background))
+        return lines
+
+    def _round_info(self, reason: str, grounded: GroundedFrame, decision: Decision) -> dict[str, Any]:
+        overlays = [(b.to_list(), f"fg {s:.2f}", FOREGROUND_COLOR) for b, s, _ in grounded.foreground]
+        overlays += [(b.to_list(), f"bg {label} {s:.2f}", BACKGROUND_COLOR) for b, s, label in grounded.background]
+        if decision.box is not None:
+            overlays.append((decision.box.to_list(), "chosen", CHOSEN_COLOR))
+        lines = self._text_lines() + [f"grounding ({reason}): {decision.reason}"]
+        return {"overlays": overlays, "text_lines": lines, "grounding": reason, "decision": decision.reason,
+                "candidates": [{"box": c.box.to_list(), "source": c.source, "total": round(c.total, 4),
+                                "appearance": round(c.appearance, 4), "grounding": round(c.grounding, 4),
+                                "motion": round(c.motion, 4), "background": round(c.background, 4)}
+                               for c in decision.candidates]}
+
+
+def _rpo_key(frame: Frame, box: Box, text: str | None, describer: Any, grounder: Any, config: Any) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(frame).tobytes())
+    digest.update(json.dumps({"box": [round(v, 3) for v in box.to_list()], "text": text,
+                              "describer": getattr(describer, "name", type(describer).__name__),
+                              "grounder": getattr(grounder, "name", type(grounder).__name__),
+                              "config": repr(config)}, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def build_chattracker(base: Tracker, settings: dict[str, Any] | None = None) -> ChatTracker:
+    """Validate ``settings`` (the YAML ``chattracker:`` section) and build the configured describer and
+    grounder by registry name around ``base``."""
+    from chattracker.grounding.base import build_grounder
+    from chattracker.mllm.base import build_describer
+
+    settings = dict(settings or {})
+    config = FusionConfig.from_dict(settings)
+    grounder = build_grounder(config.grounder, **config.grounder_params)
+    describer = None
+    if config.foreground is None:
+        params = dict(config.describer_params)
+        if config.describer == "attributes" and "grounder" not in params:
+            params["grounder"] = grounder
+        describer = build_describer(config.describer, **params)
+    return ChatTracker(base, describer=describer, grounder=grounder, config=config)

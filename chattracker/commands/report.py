@@ -1,0 +1,46 @@
+"""`chattracker report`: compare result sets in a markdown/CSV table and toolkit-style plots."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from chattracker.errors import InputError
+from chattracker.commands.score import BENCHMARKS
+from chattracker_eval.protocols import PROTOCOL_NAMES
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report", help="table and plots comparing several result folders on one benchmark",
+        description="Writes report.md, report.csv, success.png, precision.png, norm_precision.png and, when the "
+                    "benchmark has attributes, attributes/<ATTR>_<plot>.png into --out. Every table and plot names "
+                    "the protocol and the number of sequences.")
+    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS + ("vot", "folder"))
+    parser.add_argument("--annotations", required=True, help="dataset root or official toolkit annotation folder")
+    parser.add_argument("--results", required=True, action="append", help="folder of <seq>.txt files (repeatable)")
+    parser.add_argument("--names", nargs="+", help="display names, one per --results (default: folder names)")
+    parser.add_argument("--protocol", default="official", choices=PROTOCOL_NAMES)
+    parser.add_argument("--split", choices=("test", "all"), help="LaSOT/TNL2K: test list (default) or all")
+    parser.add_argument("--out", default="report", help="output folder (default ./report)")
+    parser.add_argument("--no-attributes", action="store_true", help="skip the per-attribute plots")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from chattracker_eval.datasets import load_dataset
+    from chattracker_eval.report import write_report
+    from chattracker_eval.scoring import score_results
+
+    names = args.names or [Path(r).name or r for r in args.results]
+    if len(names) != len(args.results):
+        raise InputError(f"--names has {len(names)} name(s) for {len(args.results)} --results folder(s)")
+    options = {"split": args.split} if args.split and args.benchmark in ("lasot", "lasot_ext", "tnl2k") else {}
+    benchmark = load_dataset(args.benchmark, args.annotations, **options)
+    reports = [score_results(benchmark, folder, args.protocol) for folder in args.results]
+    if all(report.num_sequences == 0 for report in reports):
+        raise InputError("no result file matches a sequence of the benchmark; nothing to report")
+    written = write_report(reports, names, args.out, attributes=not args.no_attributes)
+    print((Path(args.out) / "report.md").read_text(encoding="utf-8").rstrip())
+    print(f"\n{len(written)} files written to {args.out}/")
+    return 0

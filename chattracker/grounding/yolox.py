@@ -22,6 +22,7 @@ from chattracker.errors import ChatTrackerError
 from chattracker.grounding.base import register_grounder
 from chattracker.grounding.colors import color_match, region_colors
 from chattracker.grounding.phrases import ParsedPhrase, parse_phrase, vocabulary
+from chattracker.grounding.relations import position_match, size_match
 from chattracker.types import Box, Frame, Proposals
 from chattracker.weights import resolve_weight
 
@@ -217,10 +218,10 @@ class YoloxGrounder:
                 matrix[:, column] = [color_match(region_colors(image, b), word) for b in boxes]
                 attribute_columns.append(column)
             elif word in phrase.positions:
-                matrix[:, column] = [_position_match(b, peers, phrase.positions[word], width, height) for b in boxes]
+                matrix[:, column] = [position_match(b, peers, phrase.positions[word], width, height) for b in boxes]
                 attribute_columns.append(column)
             elif word in phrase.sizes:
-                matrix[:, column] = [_size_match(b, peers, phrase.sizes[word]) for b in boxes]
+                matrix[:, column] = [size_match(b, peers, phrase.sizes[word]) for b in boxes]
                 attribute_columns.append(column)
             elif word in phrase.context:
                 matrix[:, column] = [self._context_match(found, b, phrase.context[word]) for b in boxes]
@@ -240,36 +241,6 @@ class YoloxGrounder:
                 if other.iou(box) < 0.95 and near.iou(other) > 0.0:
                     best = max(best, float(found.scores[i]))
         return best
-
-
-def _position_match(box: Box, peers: list[Box], where: str, width: int, height: int) -> float:
-    """1 for the box furthest toward ``where`` among its peers, 0 for the furthest away."""
-    cx, cy = box.center
-    if len(peers) > 1:
-        xs = [p.center[0] for p in peers]
-        ys = [p.center[1] for p in peers]
-        x_lo, x_hi, y_lo, y_hi = min(xs), max(xs), min(ys), max(ys)
-    else:
-        x_lo, x_hi, y_lo, y_hi = 0.0, float(width), 0.0, float(height)
-    fx = (cx - x_lo) / (x_hi - x_lo) if x_hi > x_lo else 0.5
-    fy = (cy - y_lo) / (y_hi - y_lo) if y_hi > y_lo else 0.5
-    fx, fy = float(np.clip(fx, 0, 1)), float(np.clip(fy, 0, 1))
-    return {
-        "left": 1.0 - fx,
-        "right": fx,
-        "top": 1.0 - fy,
-        "bottom": fy,
-        "center": 1.0 - min(1.0, 2.0 * float(np.hypot(fx - 0.5, fy - 0.5))),
-    }[where]
-
-
-def _size_match(box: Box, peers: list[Box], size: str) -> float:
-    """Log-area rank among peers: 1 for the biggest (``big``) or smallest (``small``) box."""
-    areas = np.log([max(p.area, 1.0) for p in peers])
-    if len(peers) < 2 or areas.max() - areas.min() < 1e-9:
-        return 1.0  # a lone box is both the biggest and the smallest of its kind
-    f = float(np.clip((np.log(max(box.area, 1.0)) - areas.min()) / (areas.max() - areas.min()), 0, 1))
-    return f if size == "big" else 1.0 - f
 
 
 def _check_image(image: Frame) -> np.ndarray:

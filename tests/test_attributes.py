@@ -1,0 +1,109 @@
+"""The weight-free ``attributes`` describer: real first frames with YOLOX, feedback, no-detector use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from chattracker.grounding.colors import color_names
+from chattracker.grounding.phrases import classes_of_word, head_noun
+from chattracker.grounding.yolox import YoloxGrounder
+from chattracker.mllm.attributes import AttributesDescriber
+from chattracker.mllm.base import Attempt, Feedback, build_describer
+from chattracker.types import Box
+
+
+def _frame(path: Path) -> np.ndarray:
+    return np.ascontiguousarray(cv2.imread(str(path))[..., ::-1])
+
+
+def _first_frames(data: Path) -> dict[str, tuple[np.ndarray, Box, str | None]]:
+    """First frame, box and sentence (if any) of the four real sequences."""
+    crossing = data / "otb_crossing" / "Crossing"
+    woman = data / "otb_woman_lang" / "Woman"
+    plane = data / "lasot_airplane-1_clip600" / "airplane" / "airplane-1"
+    bag = data / "vot15_bag" / "bag"
+    polygon = [float(v) for v in (bag / "groundtruth.txt").read_text().split("\n")[0].split(",")]
+    xs, ys = polygon[0::2], polygon[1::2]  # VOT polygon -> its axis-aligned bounding box
+    return {
+        "Crossing": (_frame(crossing / "img" / "0001.jpg"), Box.parse((crossing / "groundtruth_rect.txt").read_text().split("\n")[0]), None),
+        "Woman": (_frame(woman / "img" / "0001.jpg"), Box.parse((woman / "groundtruth_rect.txt").read_text().split("\n")[0]),
+                  (woman / "language.txt").read_text().strip()),
+        "airplane-1": (_frame(plane / "img" / "00000001.jpg"), Box.parse((plane / "groundtruth.txt").read_text().split("\n")[0]),
+                       (plane / "nlp.txt").read_text().strip()),
+        "bag": (_frame(bag / "imgs" / "00000001.jpg"), Box(min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)), None),
+    }
+
+
+@pytest.fixture(scope="module")
+def describer(weights_env: Path) -> AttributesDescriber:
+    return AttributesDescriber(grounder=YoloxGrounder())
+
+
+@pytest.fixture(scope="module")
+def frames(shared_data: Path):
+    return _first_frames(shared_data)
+
+
+@pytest.mark.shared
+def test_real_first_frames_give_category_and_colours(describer: AttributesDescriber, frames) -> None:
+    print()
+    for name, (image, box, text) in frames.items():
+        feedback = Feedback(initial_text=text) if text else None
+        first = describer.describe(image, box, feedback)
+        facts = describer.facts(image, box, text)
+        print(f"{name:11s} category={facts.category!r} detected={facts.detected} colours={facts.colors} "
+              f"fg={first.foreground!r} bg={first.background!r}")
+        assert facts.category in first.foreground.split() or facts.category in first.foreground
+        assert facts.category != "object", f"{name}: no category from the detector or the sentence"
+        assert facts.colors and set(facts.colors) <= set(color_names())
+        assert any(c in first.foreground for c in facts.colors)
+        assert describer.describe(image, box, feedback) == first  # deterministic
+    # The people are detected as persons; the airplane (too small for YOLOX) takes its noun from nlp.txt.
+    assert describer.facts(*frames["Crossing"][:2]).category == "person"
+    plane_image, plane_box, plane_text = frames["airplane-1"]
+    assert head_noun(plane_text) == "airplane"
+    assert describer.facts(plane_image, plane_box, plane_text).category == "airplane"
+    woman_image, woman_box, woman_text = frames["Woman"]
+    assert "person" in classes_of_word(describer.facts(woman_image, woman_box, woman_text).category)
+
+
+@pytest.mark.shared
+def test_distractors_bring_separating_attributes(describer: AttributesDescriber, frames) -> None:
+    image, box, _ = frames["Crossing"]  # another person stands on the left
+    facts = describer.facts(image, box)
+    assert facts.distractors == 1 and "on the right" in facts.separating
+    description = describer.describe(image, box)
+    assert description.foreground == "person in black on the right"
+    assert "person" not in description.background_phrases()  # never the target's own class
+
+
+@pytest.mark.shared
+def test_feedback_drops_negative_words_and_finds_the_target(describer: AttributesDescriber, frames) -> None:
+    image, box, _ = frames["Crossing"]
+    feedback = Feedback(positive_words=[], negative_words=["black"],
+                        history=[Attempt("black person", "", 0.0)])
+    refined = describer.describe(image, box, feedback)
+    assert "black" not in refined.foreground and "person" in refined.foreground
+    found = describer.grounder.ground(image, [refined.foreground])
+    assert box.iou(found.box(0)) >= 0.5
+    # Found and nothing else hit: the last phrase is kept as it was.
+    kept = describer.describe(image, box, Feedback(["person"], [], [Attempt("person on the right", "", 0.69)]))
+    assert kept.foreground == "person on the right"
+
+
+def test_without_detector_uses_colours_and_text() -> None:
+    image = np.full((120, 160, 3), (30, 60, 220), dtype=np.uint8)  # blue
+    image[50:80, 20:50] = (230, 20, 20)  # red square on the left
+    describer = build_describer("attributes")
+    box = Box(20, 50, 30, 30)
+    plain = describer.describe(image, box)
+    assert plain.foreground == "red object" and plain.background == ""
+    named = describer.describe(image, box, Feedback(initial_text="a red ball rolling on the floor"))
+    assert named.foreground == "red ball"
+    # Negative feedback without a grounder to check: the colour that found other things goes.
+    refined = describer.describe(image, box, Feedback([], ["red"], [Attempt("red ball", "", 0.0)], "a red ball"))
+    assert "red" not in refined.foreground and "ball" in refined.foreground

@@ -9,7 +9,7 @@ import pytest
 from chattracker_eval.metrics import SUCCESS_THRESHOLDS, Curves, average_official
 from chattracker_eval.protocols import OfficialProtocol, PytrackingProtocol, ResultError, score_sequence
 from chattracker_eval.textfile import MalformedFileError, read_boxes, read_flags
-from tests import eval_reference
+from tests import test_eval_reference as eval_reference
 
 OFFICIAL = OfficialProtocol()
 

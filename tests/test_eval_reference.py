@@ -105,3 +105,9 @@ def average(curves: list[list[float]]) -> list[float]:
     """plot_draw_save: keep rows whose sum > eps, mean of each column."""
     kept = [row for row in curves if sum(row) > EPS]
     return [sum(row[j] for row in kept) / len(kept) for j in range(len(kept[0]))]
+
+
+def test_reference_thresholds_are_matlab_colon():
+    values = overlap_thresholds()
+    assert values[0] == 0.0 and values[10] == 0.5 and values[20] == 1.0
+    assert values[3] != 0.15 and values[3] == 3 * 0.05     # MATLAB: (0:0.05:1)(4) ~= 0.15

@@ -1,0 +1,211 @@
+"""The byte-budgeted expert cache: per-layer slots, ARC or LRU eviction, pins for experts in use or in flight.
+
+Bytes are reserved when a load is issued, not when it lands, so in-flight buffers count against the budget too and
+the resident total can never exceed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Callable
+
+from chattracker.errors import ChatTrackerError
+from chattracker.offload.stats import EngineStats
+
+log = logging.getLogger(__name__)
+
+
+class BudgetError(ChatTrackerError):
+    """The expert budget cannot hold what the model needs."""
+
+
+def allocate(budget_bytes: int, expert_bytes: int, layers: list[int], num_experts: int, mode: str = "shallow",
+             resident_layers: int = 4, resident_share: float = 0.5) -> dict[int, int]:
+    """Slots per MoE layer. "shallow": the first layers whole (Fate), the rest split evenly; "even": all split evenly.
+
+    Shallow layers may take at most ``resident_share`` of the budget, so a small budget still leaves every deeper
+    layer room for at least a few experts.
+    """
+    slots = budget_bytes // expert_bytes
+    if slots < len(layers):
+        raise BudgetError(f"expert budget {budget_bytes} bytes holds {slots} experts; at least one per MoE layer "
+                          f"({len(layers)} x {expert_bytes} = {len(layers) * expert_bytes} bytes) is needed")
+    if slots >= len(layers) * num_experts:
+        return {layer: num_experts for layer in layers}
+    whole = 0
+    if mode == "shallow":
+        whole = min(resident_layers, int(resident_share * slots) // num_experts, len(layers) - 1)
+        while whole and slots - whole * num_experts < len(layers) - whole:
+            whole -= 1
+    elif mode != "even":
+        raise ValueError(f"unknown allocation {mode!r}")
+    capacities = {layer: num_experts for layer in layers[:whole]}
+    rest = layers[whole:]
+    share, extra = divmod(slots - whole * num_experts, len(rest))
+    for position, layer in enumerate(rest):
+        capacities[layer] = min(num_experts, share + (1 if position < extra else 0))
+    return capacities
+
+
+class LRUPolicy:
+    """Least recently used first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.order: OrderedDict[int, None] = OrderedDict()
+
+    def touch(self, key: int) -> None:
+        self.order.move_to_end(key)
+
+    def insert(self, key: int) -> None:
+        self.order[key] = None
+
+    def victim(self, incoming: int, evictable: Callable[[int], bool]) -> int | None:
+        for key in self.order:
+            if evictable(key):
+                del self.order[key]
+                return key
+        return None
+
+
+class ARCPolicy:
+    """Adaptive Replacement Cache (Megiddo & Modha): balances recency (T1) and frequency (T2) with ghost lists."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity, self.target = capacity, 0.0
+        self.t1: OrderedDict[int, None] = OrderedDict()
+        self.t2: OrderedDict[int, None] = OrderedDict()
+        self.b1: OrderedDict[int, None] = OrderedDict()
+        self.b2: OrderedDict[int, None] = OrderedDict()
+
+    def touch(self, key: int) -> None:
+        self.t1.pop(key, None)
+        self.t2.pop(key, None)
+        self.t2[key] = None
+
+    def insert(self, key: int) -> None:
+        if key in self.b1:
+            self.target = min(self.capacity, self.target + max(len(self.b2) / max(len(self.b1), 1), 1))
+            del self.b1[key]
+            self.t2[key] = None
+        elif key in self.b2:
+            self.target = max(0.0, self.target - max(len(self.b1) / max(len(self.b2), 1), 1))
+            del self.b2[key]
+            self.t2[key] = None
+        else:
+            self.t1[key] = None
+        while len(self.t1) + len(self.b1) > self.capacity and self.b1:
+            self.b1.popitem(last=False)
+        while len(self.t1) + len(self.t2) + len(self.b1) + len(self.b2) > 2 * self.capacity and self.b2:
+            self.b2.popitem(last=False)
+
+    def victim(self, incoming: int, evictable: Callable[[int], bool]) -> int | None:
+        prefer_t1 = self.t1 and (len(self.t1) > self.target or (incoming in self.b2 and len(self.t1) == int(self.target)))
+        order = ((self.t1, self.b1), (self.t2, self.b2)) if prefer_t1 else ((self.t2, self.b2), (self.t1, self.b1))
+        for live, ghost in order:
+            for key in live:
+                if evictable(key):
+                    del live[key]
+                    ghost[key] = None
+                    return key
+        return None
+
+
+POLICIES = {"arc": ARCPolicy, "lru": LRUPolicy}
+
+
+@dataclass(eq=False)
+class Entry:
+    """One expert slot: loading, ready (``data`` set) or failed (``error`` set)."""
+
+    layer: int
+    expert: int
+    prefetched: bool
+    data: dict | None = None
+    error: BaseException | None = None
+    pins: int = 0
+    used: bool = False
+    ready: bool = False
+    issued_at: float = field(default=0.0)
+
+
+class ExpertCache:
+    """Slots per layer under one byte budget; all state changes happen under ``self.cond``."""
+
+    def __init__(self, capacities: dict[int, int], expert_bytes: int, budget_bytes: int, policy: str,
+                 stats: EngineStats) -> None:
+        if sum(capacities.values()) * expert_bytes > budget_bytes:
+            raise BudgetError("layer capacities exceed the expert budget")
+        self.capacities, self.expert_bytes, self.budget_bytes = capacities, expert_bytes, budget_bytes
+        self.policies = {layer: POLICIES[policy](capacity) for layer, capacity in capacities.items()}
+        self.entries: dict[tuple[int, int], Entry] = {}
+        self.count = {layer: 0 for layer in capacities}
+        self.resident_bytes = 0
+        self.stats = stats
+        self.cond = threading.Condition()
+
+    def lookup(self, layer: int, expert: int) -> Entry | None:
+        """The entry (pinned) if present or in flight; counts as a use for the eviction policy."""
+        with self.cond:
+            entry = self.entries.get((layer, expert))
+            if entry is not None and entry.error is None:
+                entry.pins += 1
+                self.policies[layer].touch(expert)
+                return entry
+            if entry is not None:  # a failed load: forget it so the demand path retries and reports the error
+                self._drop(entry)
+            return None
+
+    def reserve(self, layer: int, expert: int, prefetch: bool) -> Entry | None:
+        """Claim a slot for a load (evicting if needed); None if the expert is present or every slot is pinned."""
+        with self.cond:
+            if (layer, expert) in self.entries:
+                return None
+            if self.count[layer] >= self.capacities[layer]:
+                victim = self.policies[layer].victim(expert, lambda key: self._evictable(layer, key))
+                if victim is None:
+                    return None
+                self._drop(self.entries[(layer, victim)])
+            entry = Entry(layer, expert, prefetched=prefetch, pins=0 if prefetch else 1)
+            self.entries[(layer, expert)] = entry
+            self.count[layer] += 1
+            self.policies[layer].insert(expert)
+            self.resident_bytes += self.expert_bytes
+            if self.resident_bytes > self.budget_bytes:  # cannot happen given the capacities; fail loudly if it does
+                raise AssertionError(f"expert cache over budget: {self.resident_bytes} > {self.budget_bytes}")
+            self.stats.peak_resident_bytes = max(self.stats.peak_resident_bytes, self.resident_bytes)
+            return entry
+
+    def _evictable(self, layer: int, expert: int) -> bool:
+        entry = self.entries[(layer, expert)]
+        return entry.pins == 0 and (entry.ready or entry.error is not None)
+
+    def _drop(self, entry: Entry) -> None:
+        del self.entries[(entry.layer, entry.expert)]
+        self.count[entry.layer] -= 1
+        self.resident_bytes -= self.expert_bytes
+        if entry.prefetched and not entry.used and entry.error is None:
+            self.stats.prefetch_unused += 1
+        entry.data = None
+
+    def complete(self, entry: Entry, data: dict | None, error: BaseException | None = None) -> None:
+        with self.cond:
+            entry.data, entry.error, entry.ready = data, error, error is None
+            self.cond.notify_all()
+
+    def unpin(self, entry: Entry) -> None:
+        with self.cond:
+            entry.pins -= 1
+            entry.used = True
+            self.cond.notify_all()
+
+    def _free_slots(self, layer: int) -> int:
+        busy = sum(1 for (lay, _), e in self.entries.items() if lay == layer and not self._evictable(lay, e.expert))
+        return self.capacities[layer] - busy
+
+    def wait_for_slot(self, layer: int) -> None:
+        """Block until a load into ``layer`` could claim a slot (an in-flight load finished or a pin was released)."""
+        with self.cond:
+            self.cond.wait_for(lambda: self._free_slots(layer) > 0)

@@ -1,0 +1,186 @@
+"""Stream a transformers MoE checkpoint into an expert store, one expert at a time.
+
+Handles the two layouts found on disk: fused 3-D tensors (``experts.gate_up_proj`` / ``experts.down_proj``, possibly
+stored transposed, as Qwen3-VL-MoE does) and one module per expert (``experts.{j}.gate_proj|up_proj|down_proj`` or
+Mixtral's ``w1|w3|w2``). Tensors are sliced through ``safe_open`` so only one expert is materialised at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import psutil
+import torch
+from safetensors import safe_open
+from tqdm import tqdm
+
+from chattracker.offload.quant import QuantSpec, int4_layout_fingerprint, quantize
+from chattracker.offload.store import FORMAT_VERSION, MANIFEST, ExpertStoreError, expert_file, serialize
+
+log = logging.getLogger(__name__)
+
+FUSED = re.compile(r"^(?P<prefix>.*\.layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))\.experts\.(?P<name>gate_up_proj|down_proj)$")
+SPLIT = re.compile(r"^(?P<prefix>.*\.layers\.(?P<layer>\d+)\.(?:mlp|block_sparse_moe))\.experts\.(?P<expert>\d+)\."
+                   r"(?P<name>gate_proj|up_proj|down_proj|w1|w3|w2)\.weight$")
+_SPLIT_ROLE = {"gate_proj": "gate", "w1": "gate", "up_proj": "up", "w3": "up", "down_proj": "down", "w2": "down"}
+
+
+def checkpoint_files(model_dir: Path) -> dict[str, Path]:
+    """Map every tensor name of a safetensors checkpoint to its file."""
+    index = model_dir / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text())["weight_map"]
+        return {key: model_dir / name for key, name in weight_map.items()}
+    files = sorted(model_dir.glob("*.safetensors"))
+    if not files:
+        raise ExpertStoreError(f"no safetensors checkpoint in {model_dir}")
+    out = {}
+    for path in files:
+        with safe_open(path, "pt") as handle:
+            out.update({key: path for key in handle.keys()})
+    return out
+
+
+def is_expert_key(key: str) -> bool:
+    return bool(FUSED.match(key) or SPLIT.match(key))
+
+
+def moe_dimensions(config) -> tuple[int, int, int, int]:
+    """(hidden, expert FFN width, number of experts, top-k) of a transformers MoE text config."""
+    text = config.get_text_config()
+    experts = getattr(text, "num_experts", None) or getattr(text, "num_local_experts", None)
+    width = getattr(text, "moe_intermediate_size", None) or text.intermediate_size
+    if not experts:
+        raise ExpertStoreError(f"{type(config).__name__} has no num_experts / num_local_experts: not an MoE model")
+    return text.hidden_size, width, experts, text.num_experts_per_tok
+
+
+class _ExpertReader:
+    """Yields one expert's [2I, H] and [H, I] matrices from whichever layout the checkpoint uses."""
+
+    def __init__(self, files: dict[str, Path], hidden: int, width: int) -> None:
+        self.files, self.hidden, self.width = files, hidden, width
+        self.fused: dict[int, dict[str, str]] = defaultdict(dict)
+        self.split: dict[int, dict[int, dict[str, str]]] = defaultdict(lambda: defaultdict(dict))
+        for key in files:
+            if match := FUSED.match(key):
+                self.fused[int(match["layer"])][match["name"]] = key
+            elif match := SPLIT.match(key):
+                self.split[int(match["layer"])][int(match["expert"])][_SPLIT_ROLE[match["name"]]] = key
+        self._handles: dict[Path, object] = {}
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(set(self.fused) | set(self.split))
+
+    def _slice(self, key: str, index: int | None = None) -> torch.Tensor:
+        path = self.files[key]
+        if path not in self._handles:
+            self._handles[path] = safe_open(path, "pt")
+        sliced = self._handles[path].get_slice(key)
+        return (sliced[index] if index is not None else sliced[:]).to(torch.float32)
+
+    def expert(self, layer: int, expert: int) -> tuple[torch.Tensor, torch.Tensor]:
+        hidden, width = self.hidden, self.width
+        if layer in self.fused:
+            keys = self.fused[layer]
+            gate_up, down = self._slice(keys["gate_up_proj"], expert), self._slice(keys["down_proj"], expert)
+            # Hub Qwen3-VL-MoE files hold [E, H, 2I] / [E, I, H]; transformers' own save writes [E, 2I, H] / [E, H, I].
+            # Whichever matrix is not square-ambiguous tells which one this file uses.
+            transposed = (tuple(down.shape) == (width, hidden) if hidden != width
+                          else tuple(gate_up.shape) == (hidden, 2 * width))
+            if transposed:
+                gate_up, down = gate_up.t(), down.t()
+        else:
+            keys = self.split[layer].get(expert, {})
+            missing = {"gate", "up", "down"} - set(keys)
+            if missing:
+                raise ExpertStoreError(f"checkpoint lacks {sorted(missing)} weights of layer {layer} expert {expert}")
+            gate_up = torch.cat((self._slice(keys["gate"]), self._slice(keys["up"])), dim=0)
+            down = self._slice(keys["down"])
+        if tuple(gate_up.shape) != (2 * width, hidden) or tuple(down.shape) != (hidden, width):
+            raise ExpertStoreError(f"layer {layer} expert {expert}: shapes {tuple(gate_up.shape)}, {tuple(down.shape)} "
+                                   f"do not match the config's hidden {hidden} / expert width {width}")
+        return gate_up.contiguous(), down.contiguous()
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLike, bits: int = 4,
+                       group_size: int | None = None) -> Path:
+    """Quantize every expert of ``model_dir`` into ``store_dir``; returns the manifest path."""
+    from transformers import AutoConfig
+
+    model_dir, store_dir = Path(model_dir), Path(store_dir)
+    if not (model_dir / "config.json").is_file():
+        raise ExpertStoreError(f"{model_dir} is not a transformers model folder (no config.json)")
+    config = AutoConfig.from_pretrained(model_dir)
+    hidden, width, num_experts, top_k = moe_dimensions(config)
+    spec = QuantSpec.make(bits, group_size)
+    for size in (hidden, width):
+        if size % spec.group or (spec.bits == 2 and size % 4):
+            raise ExpertStoreError(f"group size {spec.group} does not divide the expert dimensions ({hidden}, {width})")
+    reader = _ExpertReader(checkpoint_files(model_dir), hidden, width)
+    layers = reader.layers
+    if not layers:
+        raise ExpertStoreError(f"no expert tensors found in {model_dir}")
+    if store_dir.exists():
+        shutil.rmtree(store_dir / "experts", ignore_errors=True)
+        (store_dir / MANIFEST).unlink(missing_ok=True)
+    process = psutil.Process()
+    peak_rss = baseline_rss = process.memory_info().rss
+    entries, tables, expert_bytes = {}, None, None
+    total = len(layers) * num_experts
+    with tqdm(total=total, desc="quantizing experts", unit="expert") as progress:
+        for layer in layers:
+            (store_dir / expert_file(layer, 0)).parent.mkdir(parents=True, exist_ok=True)
+            for expert in range(num_experts):
+                gate_up, down = reader.expert(layer, expert)
+                flat = {f"gate_up.{k}": v for k, v in quantize(gate_up, spec).items()}
+                flat.update({f"down.{k}": v for k, v in quantize(down, spec).items()})
+                payload, table = serialize(flat)
+                if tables is None:
+                    tables, expert_bytes = table, len(payload)
+                path = store_dir / expert_file(layer, expert)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(payload)
+                os.replace(tmp, path)
+                entries[f"{layer}.{expert}"] = {"bytes": len(payload), "crc32": zlib.crc32(payload)}
+                peak_rss = max(peak_rss, process.memory_info().rss)
+                progress.update()
+    reader.close()
+    nested: dict[str, dict] = defaultdict(dict)
+    for name, entry in tables.items():
+        matrix, tensor = name.split(".", 1)
+        nested[matrix][tensor] = {"offset": entry.offset, "dtype": entry.dtype, "shape": list(entry.shape)}
+    manifest = {
+        "format_version": FORMAT_VERSION,
+        "model_type": config.model_type,
+        "architectures": getattr(config, "architectures", None),
+        "hidden_size": hidden, "expert_width": width, "num_experts": num_experts, "top_k": top_k,
+        "moe_layers": layers,
+        "quantization": {"bits": spec.bits, "group": spec.group, "scheme": "asymmetric min/max per group",
+                         "int4_layout": int4_layout_fingerprint() if spec.bits == 4 else None},
+        "shapes": {"gate_up": [2 * width, hidden], "down": [hidden, width]},
+        "tables": nested, "expert_bytes": expert_bytes, "experts": entries,
+        "convert": {"peak_rss_bytes": peak_rss, "rss_before_bytes": baseline_rss, "peak_rss_rusage_bytes": _rusage_peak()},
+    }
+    path = store_dir / MANIFEST
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1))
+    os.replace(tmp, path)
+    log.info("wrote %d experts (%d bytes each) to %s; peak RSS %.1f MiB", total, expert_bytes, store_dir, peak_rss / 2**20)
+    return path
+
+
+def _rusage_peak() -> int:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

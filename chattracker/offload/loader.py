@@ -1,0 +1,122 @@
+"""Build a stock transformers model whose experts are served by an :class:`OffloadEngine`.
+
+The model is instantiated with its experts modules on the ``meta`` device (no expert memory), those modules are
+replaced, and only the non-expert tensors are streamed from the checkpoint, renamed the way transformers would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from torch import nn
+
+from chattracker.offload.convert import checkpoint_files, is_expert_key, moe_dimensions
+from chattracker.offload.runtime import OffloadEngine, moe_blocks, parse_budget
+from chattracker.offload.store import ExpertStore, ExpertStoreError
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _experts_on_meta(model_class: type):
+    """While active, every ``*Experts`` class of the model's module builds its parameters on ``meta``."""
+    module = sys.modules[model_class.__module__]
+    classes = [obj for _, obj in inspect.getmembers(module, inspect.isclass)
+               if issubclass(obj, nn.Module) and obj.__name__.endswith("Experts") and obj.__module__ == module.__name__]
+    originals = {cls: cls.__init__ for cls in classes}
+
+    def patched(original):
+        def init(self, *args, **kwargs):
+            with torch.device("meta"):
+                original(self, *args, **kwargs)
+        return init
+
+    for cls, original in originals.items():
+        cls.__init__ = patched(original)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.__init__ = original
+
+
+def build_model(model_dir: Path, dtype: torch.dtype) -> nn.Module:
+    """The model with real non-expert weights from ``model_dir`` and expert parameters on ``meta``."""
+    import transformers
+    from transformers import AutoConfig, GenerationConfig
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming, rename_source_key
+
+    config = AutoConfig.from_pretrained(model_dir)
+    moe_dimensions(config)
+    names = getattr(config, "architectures", None) or []
+    model_class = getattr(transformers, names[0], None) if names else None
+    if model_class is None:
+        raise ExpertStoreError(f"{model_dir}/config.json names no transformers architecture ({names})")
+    with _experts_on_meta(model_class):
+        model = model_class._from_config(config, dtype=dtype)
+    renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
+    state = {key: value for key, value in model.state_dict().items() if value.device.type != "meta"}
+    loaded, unexpected = set(), []
+    files = checkpoint_files(model_dir)
+    by_file: dict[Path, list[str]] = {}
+    for key, path in files.items():
+        if not is_expert_key(key):
+            by_file.setdefault(path, []).append(key)
+    for path, keys in by_file.items():
+        with safe_open(path, "pt") as handle:
+            for key in keys:
+                target, _ = rename_source_key(key, renamings, [], model.base_model_prefix, state)
+                if target not in state:
+                    unexpected.append(key)
+                    continue
+                tensor = handle.get_tensor(key)
+                if tuple(tensor.shape) != tuple(state[target].shape):
+                    raise ExpertStoreError(f"{path}: {key} has shape {tuple(tensor.shape)}, the model expects "
+                                           f"{tuple(state[target].shape)}")
+                with torch.no_grad():
+                    state[target].copy_(tensor)
+                loaded.add(target)
+    model.tie_weights()
+    loaded_pointers = {state[key].data_ptr() for key in loaded}
+    missing = [key for key in state if key not in loaded and state[key].data_ptr() not in loaded_pointers]
+    if missing:
+        raise ExpertStoreError(f"{model_dir}: checkpoint lacks {len(missing)} non-expert tensors, e.g. {missing[:3]}")
+    if unexpected:
+        log.warning("ignored %d checkpoint tensors the model does not use, e.g. %s", len(unexpected), unexpected[:3])
+    if (model_dir / "generation_config.json").is_file():
+        model.generation_config = GenerationConfig.from_pretrained(model_dir)
+    return model.eval()
+
+
+def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | float, method: str = "fate",
+                         dtype: torch.dtype = torch.float32, device: str = "cpu", **options):
+    """(model, engine): a stock transformers model whose experts come from ``store_dir`` within ``expert_budget``.
+
+    ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "lod" (LRU, load on demand),
+    "eap" (LRU + expert-activation-path prefetch), "resident" (every expert in memory). ``options`` go to
+    :class:`OffloadEngine` (allocation, policy, prefetch, io_threads, resident_layers).
+    """
+    model_dir, store = Path(model_dir), ExpertStore(store_dir)
+    budget = parse_budget(expert_budget, store.total_bytes)
+    model = build_model(model_dir, dtype)
+    hidden, width, num_experts, top_k = moe_dimensions(model.config)
+    manifest = store.manifest
+    if (manifest["hidden_size"], manifest["expert_width"], manifest["num_experts"]) != (hidden, width, num_experts):
+        raise ExpertStoreError(f"store {store.root} was converted from another model "
+                               f"(hidden/width/experts {manifest['hidden_size']}/{manifest['expert_width']}/"
+                               f"{manifest['num_experts']} vs {hidden}/{width}/{num_experts})")
+    engine = OffloadEngine(store, budget, method, top_k=top_k, device=device, **options)
+    engine.attach(moe_blocks(model))
+    if device != "cpu":
+        model.to(device)
+    engine.preload()
+    log.info("offloaded %s: budget %.1f MiB of %.1f MiB expert bytes, capacities %s", model_dir, budget / 2**20,
+             store.total_bytes / 2**20, engine.capacities)
+    return model, engine

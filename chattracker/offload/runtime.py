@@ -1,0 +1,336 @@
+"""Serve a transformers MoE model's experts from the store: the engine, its IO threads and the experts module.
+
+Each ``<block>.experts`` module of the model is replaced by :class:`OffloadedExperts`, which keeps the stock call
+``experts(hidden_states, top_k_index, top_k_weights)``, so the router, the rest of the block and ``generate()`` are
+unchanged. The experts module asks the engine for the experts the router chose, computes the ones already resident
+first while the rest arrive, and lets the predictor queue loads for the next layer before computing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import re
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from chattracker.offload.cache import ExpertCache, allocate
+from chattracker.offload.prefetch import ActivationPathPredictor, FatePredictor, Predictor
+from chattracker.offload.quant import qlinear
+from chattracker.offload.stats import EngineStats
+from chattracker.offload.store import ExpertStore, ExpertStoreError
+
+log = logging.getLogger(__name__)
+
+METHODS = {
+    # method: (allocation, eviction policy, predictor)
+    "fate": ("shallow", "arc", "fate"),
+    "lod": ("even", "lru", "none"),
+    "eap": ("even", "lru", "eap"),
+    "resident": ("even", "lru", "none"),
+}
+_UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
+          "g": 1e9, "gb": 1e9, "gib": 2**30}
+
+
+def parse_budget(value: int | float | str, total_bytes: int) -> int:
+    """Bytes from 123456, "4GiB", "512MB", "25%" or a fraction 0 < f <= 1 of the store's expert bytes."""
+    if isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if text.endswith("%"):
+            return int(float(text[:-1]) / 100 * total_bytes)
+        match = re.fullmatch(r"([0-9.]+)([a-z]*)", text)
+        if not match or match[2] not in _UNITS:
+            raise ValueError(f"cannot read expert budget {value!r} (examples: 4GiB, 512MB, 25%, 0.25)")
+        return int(float(match[1]) * _UNITS[match[2]])
+    if isinstance(value, float) and 0 < value <= 1:
+        return int(value * total_bytes)
+    return int(value)
+
+
+class _IOPool:
+    """Background readers. Jobs are ordered by (layer call they are for, demand before prefetch, rank)."""
+
+    def __init__(self, engine: "OffloadEngine", threads: int) -> None:
+        self.engine = engine
+        self.jobs: queue.PriorityQueue = queue.PriorityQueue()
+        self.sequence = itertools.count()
+        self.load_seconds = 0.0  # moving average of one expert's read time
+        self.threads = [threading.Thread(target=self._work, daemon=True, name=f"expert-io-{i}") for i in range(threads)]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, entry, target_call: int, demand: bool, rank: int = 0) -> None:
+        self.jobs.put((target_call, 0 if demand else 1, rank, next(self.sequence), entry))
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.jobs.put((float("inf"), 0, 0, next(self.sequence), None))
+        for thread in self.threads:
+            thread.join(timeout=5)
+
+    def _work(self) -> None:
+        engine = self.engine
+        while True:
+            entry = self.jobs.get()[-1]
+            if entry is None:
+                return
+            start = time.perf_counter()
+            try:
+                buffer = engine.store.read(entry.layer, entry.expert)
+                data = engine.to_device(engine.store.parse(buffer))
+            except BaseException as error:  # reported to whoever needs the expert, not swallowed
+                engine.cache.complete(entry, None, error)
+                continue
+            seconds = time.perf_counter() - start
+            with engine.stats.lock:
+                engine.stats.bytes_read += engine.store.expert_bytes
+                engine.stats.io_busy_s += seconds
+                if entry.prefetched:
+                    engine.stats.loads_prefetch += 1
+                else:
+                    engine.stats.loads_demand += 1
+            self.load_seconds = seconds if not self.load_seconds else 0.8 * self.load_seconds + 0.2 * seconds
+            engine.cache.complete(entry, data)
+
+
+class OffloadEngine:
+    """Store + budgeted cache + IO threads + predictor, shared by all offloaded experts modules of one model."""
+
+    def __init__(self, store: ExpertStore, budget_bytes: int, method: str = "fate", *, allocation: str | None = None,
+                 policy: str | None = None, prefetch: str | None = None, io_threads: int = 2, resident_layers: int = 4,
+                 top_k: int | None = None, device: str | torch.device = "cpu") -> None:
+        if method not in METHODS:
+            raise ValueError(f"unknown offload method {method!r}; choose from {', '.join(METHODS)}")
+        default_allocation, default_policy, default_prefetch = METHODS[method]
+        self.method, self.store = method, store
+        self.device = torch.device(device)
+        if method == "resident":
+            budget_bytes = max(budget_bytes, store.total_bytes)
+        self.budget_bytes = budget_bytes
+        self.top_k = top_k or store.manifest["top_k"]
+        self.stats = EngineStats()
+        self.capacities = allocate(budget_bytes, store.expert_bytes, store.layers, store.num_experts,
+                                   allocation or default_allocation, resident_layers)
+        self.cache = ExpertCache(self.capacities, store.expert_bytes, budget_bytes, policy or default_policy, self.stats)
+        self.prefetch_name = prefetch or default_prefetch
+        self.predictor: Predictor = Predictor()
+        self.io = _IOPool(self, io_threads)
+        self.calls = 0  # MoE layer calls so far; orders IO jobs
+        self.pending: dict[int, set[int]] = {}  # position -> predicted set awaiting the router's real choice
+        self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
+        self._last_entry: tuple[int, float] | None = None
+        self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    # ---- set-up ---------------------------------------------------------------------------------------------
+    def attach(self, blocks: list[tuple[int, nn.Module]]) -> None:
+        """Replace each block's experts module; ``blocks`` are (layer index, sparse MoE block) in order."""
+        layers = [layer for layer, _ in blocks]
+        if layers != self.store.layers:
+            raise ExpertStoreError(f"store {self.store.root} has MoE layers {self.store.layers}, the model has {layers}")
+        gates = []
+        for position, (layer, block) in enumerate(blocks):
+            block.experts = OffloadedExperts(self, position, layer, block.experts.act_fn)
+            gates.append(block.gate)
+        if self.prefetch_name == "fate":
+            self.predictor = FatePredictor(gates, self.store.num_experts)
+        elif self.prefetch_name == "eap":
+            self.predictor = ActivationPathPredictor(len(layers), self.store.num_experts, self.top_k)
+        elif self.prefetch_name != "none":
+            raise ValueError(f"unknown prefetch {self.prefetch_name!r}")
+
+    def preload(self) -> None:
+        """Load every layer whose capacity holds all its experts (shallow-resident layers; all of them if resident)."""
+        layers = [layer for layer, capacity in self.capacities.items() if capacity >= self.store.num_experts]
+        entries = []
+        for layer in layers:
+            for expert in range(self.store.num_experts):
+                entry = self.cache.reserve(layer, expert, prefetch=True)
+                entry.used = True  # not a speculative load: never counted as an unused prefetch
+                self.io.submit(entry, -1, demand=True)
+                entries.append(entry)
+        for entry in tqdm(entries, desc="loading resident experts", unit="expert", disable=not entries):
+            self._wait(entry)
+        self.stats.reset()
+
+    def to_device(self, tensors: dict) -> dict:
+        """Host tensors as parsed; on CUDA, copied through pinned memory on a side stream (event recorded)."""
+        if self.copy_stream is None:
+            return tensors
+        out = {}
+        with torch.cuda.stream(self.copy_stream):
+            for matrix, parts in tensors.items():
+                out[matrix] = {name: t.pin_memory().to(self.device, non_blocking=True) for name, t in parts.items()}
+            event = torch.cuda.Event()
+            event.record(self.copy_stream)
+        out["_event"] = event
+        return out
+
+    def close(self) -> None:
+        self.io.close()
+
+    # ---- the MoE layer call ---------------------------------------------------------------------------------
+    def _wait(self, entry) -> None:
+        with self.cache.cond:
+            self.cache.cond.wait_for(lambda: entry.ready or entry.error is not None)
+        if entry.error is not None:
+            raise entry.error
+
+    def run(self, position: int, layer: int, act_fn, hidden_states: torch.Tensor, top_k_index: torch.Tensor,
+            top_k_weights: torch.Tensor) -> torch.Tensor:
+        now = time.perf_counter()
+        tokens = hidden_states.shape[0]
+        if tokens == 1 and self._last_entry is not None and self._last_entry[0] == position - 1:
+            gap = now - self._last_entry[1]
+            self.layer_seconds = gap if not self.layer_seconds else 0.8 * self.layer_seconds + 0.2 * gap
+        self._last_entry = (position, now)
+        call = self.calls = self.calls + 1
+        if position == 0 and tokens > 1:
+            self.predictor.begin_request()
+        num_experts = self.store.num_experts
+        flat = top_k_index.reshape(-1)
+        used = torch.unique(flat[flat < num_experts]).tolist()
+        predicted = self.pending.pop(position, None)
+        if predicted is not None:
+            self.stats.record_prediction(layer, predicted, set(used))
+        self.predictor.observe(position, top_k_index)
+
+        ready, waiting, missing = deque(), [], deque()
+        for expert in used:
+            entry = self.cache.lookup(layer, expert)
+            if entry is None:
+                missing.append(expert)
+            elif entry.ready:
+                ready.append(entry)
+            else:
+                waiting.append(entry)
+        with self.stats.lock:
+            layer_stats = self.stats.layers[layer]
+            layer_stats.demanded += len(used)
+            layer_stats.hits += len(ready)
+            layer_stats.late_hits += len(waiting)
+            layer_stats.misses += len(missing)
+        self._issue_demand(layer, call, missing, waiting)
+        self._prefetch(position, call, hidden_states)
+
+        output = torch.zeros_like(hidden_states)
+        while ready or waiting or missing:
+            if not ready and not waiting:  # every slot is taken by loads still in flight (e.g. wrong prefetches)
+                start = time.perf_counter()
+                self.cache.wait_for_slot(layer)
+                self.stats.io_wait_s += time.perf_counter() - start
+                self._issue_demand(layer, call, missing, waiting)
+                continue
+            if not ready:
+                start = time.perf_counter()
+                with self.cache.cond:
+                    self.cache.cond.wait_for(lambda: any(e.ready or e.error is not None for e in waiting))
+                self.stats.io_wait_s += time.perf_counter() - start
+                for entry in [e for e in waiting if e.ready or e.error is not None]:
+                    waiting.remove(entry)
+                    if entry.error is not None:
+                        self.cache.unpin(entry)
+                        raise entry.error
+                    ready.append(entry)
+            entry = ready.popleft()
+            try:
+                self._compute(entry, act_fn, hidden_states, top_k_index, top_k_weights, output)
+            finally:
+                self.cache.unpin(entry)
+            self._issue_demand(layer, call, missing, waiting)
+        return output
+
+    def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list) -> None:
+        """Claim slots for missing experts; with a small budget the rest wait until computed ones are unpinned."""
+        while missing:
+            entry = self.cache.reserve(layer, missing[0], prefetch=False)
+            if entry is None:
+                present = self.cache.lookup(layer, missing[0])  # raced with a prefetch that claimed it meanwhile
+                if present is None:
+                    return
+                entry = present
+            else:
+                self.io.submit(entry, call, demand=True)
+            missing.popleft()
+            waiting.append(entry)
+
+    def _prefetch(self, position: int, call: int, hidden_states: torch.Tensor) -> None:
+        prediction = self.predictor.predict(position, hidden_states)
+        if prediction is None:
+            return
+        self.pending[position + 1] = prediction.predicted
+        layer = self.store.layers[position + 1]
+        capacity = self.capacities[layer]
+        if capacity >= self.store.num_experts and all(
+                (layer, e) in self.cache.entries for e in range(self.store.num_experts)):
+            return
+        if prediction.pooled:
+            limit = capacity
+        elif self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
+            # Fate decode: as many ranked experts as can arrive within one layer's compute time (at least top-k)
+            limit = max(self.top_k, int(self.layer_seconds / self.io.load_seconds))
+        else:
+            limit = self.top_k
+        limit = min(limit, capacity)
+        for rank, expert in enumerate(prediction.ranking[:limit]):
+            entry = self.cache.reserve(layer, expert, prefetch=True)
+            if entry is not None:
+                self.io.submit(entry, call + 1, demand=False, rank=rank)
+
+    def _compute(self, entry, act_fn, hidden_states, top_k_index, top_k_weights, output) -> None:
+        data = entry.data
+        if "_event" in data:
+            torch.cuda.current_stream(self.device).wait_event(data["_event"])
+        token_index, slot = torch.where(top_k_index == entry.expert)
+        states = hidden_states[token_index]
+        spec, shapes = self.store.spec, self.store.shapes
+        gate, up = qlinear(states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
+        result = qlinear(act_fn(gate) * up, data["down"], spec, shapes["down"])
+        result = result * top_k_weights[token_index, slot, None]
+        output.index_add_(0, token_index, result.to(output.dtype))
+
+
+class OffloadedExperts(nn.Module):
+    """Drop-in for a transformers experts module (same call signature); weights come from the engine."""
+
+    def __init__(self, engine: OffloadEngine, position: int, layer: int, act_fn) -> None:
+        super().__init__()
+        self.position, self.layer, self.act_fn = position, layer, act_fn
+        self.num_experts = engine.store.num_experts
+        object.__setattr__(self, "engine", engine)  # not a submodule: keeps it out of state_dict / .to()
+
+    def forward(self, hidden_states: torch.Tensor, top_k_index: torch.Tensor, top_k_weights: torch.Tensor) -> torch.Tensor:
+        return self.engine.run(self.position, self.layer, self.act_fn, hidden_states, top_k_index, top_k_weights)
+
+    def extra_repr(self) -> str:
+        return f"layer={self.layer}, num_experts={self.num_experts}, served from {self.engine.store.root}"
+
+
+def moe_blocks(model: nn.Module) -> list[tuple[int, nn.Module]]:
+    """(decoder layer index, block) for every module holding a router ``gate`` and an ``experts`` collection."""
+    blocks = []
+    for name, module in model.named_modules():
+        experts = getattr(module, "experts", None)
+        if experts is not None and hasattr(module, "gate") and hasattr(experts, "act_fn"):
+            match = re.search(r"layers\.(\d+)\.", name + ".")
+            if match:
+                blocks.append((int(match[1]), module))
+    return sorted(blocks, key=lambda item: item[0])
+
+
+def describe_store(store_dir: str | Path) -> dict:
+    """Summary of a store for `chattracker offload info`."""
+    store = ExpertStore(store_dir)
+    manifest = store.manifest
+    return {"store": str(store.root), "model_type": manifest["model_type"], "architectures": manifest["architectures"],
+            "moe_layers": len(store.layers), "experts_per_layer": store.num_experts, "top_k": manifest["top_k"],
+            "hidden_size": manifest["hidden_size"], "expert_width": manifest["expert_width"],
+            "quantization": manifest["quantization"], "expert_bytes": store.expert_bytes,
+            "total_expert_bytes": store.total_bytes, "convert": manifest.get("convert")}

@@ -86,32 +86,46 @@ def score_results(benchmark: Benchmark, results_dir: str | Path, protocol_name: 
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise InputError(f"results folder {results_dir} does not exist")
+    rows: dict[str, np.ndarray] = {}
+    sources: dict[str, Path] = {}
+    for sequence in benchmark:
+        path = result_path(results_dir, sequence.name)
+        if path.is_file():
+            rows[sequence.name] = read_result(path)
+            sources[sequence.name] = path
+    return score_boxes(benchmark, rows, protocol_name, str(results_dir), sources)
+
+
+def score_boxes(benchmark: Benchmark, results: dict[str, np.ndarray], protocol_name: str = "official",
+                label: str = "results", sources: dict[str, Path] | None = None) -> ScoreReport:
+    """Score in-memory result boxes (``name -> (N, 4)``); sequences without an entry are missing."""
     protocol, uses_absent = get_protocol(protocol_name, benchmark.name)
+    sources = sources or {}
     per_sequence: dict[str, Curves] = {}
     missing: list[str] = []
     for sequence in benchmark:
-        path = result_path(results_dir, sequence.name)
-        if not path.is_file():
+        if sequence.name not in results:
             missing.append(sequence.name)
             continue
-        rows = read_result(path)
+        rows = np.asarray(results[sequence.name], dtype=np.float64)
+        where = str(sources.get(sequence.name, f"{label}: {sequence.name}"))
         if len(rows) == 0:
             if isinstance(protocol, OfficialProtocol):
                 # The toolkit leaves an empty result's curves at zero, so the eps rule drops it.
-                logger.warning("%s is empty; scored as zero curves, which the official average leaves out", path)
+                logger.warning("%s is empty; scored as zero curves, which the official average leaves out", where)
                 per_sequence[sequence.name] = Curves(np.zeros(21), np.zeros(51), np.zeros(51))
                 continue
-            raise InputError(f"{path}: empty result file")
+            raise InputError(f"{where}: empty result file")
         absent = sequence.absent if uses_absent else None
         try:
             per_sequence[sequence.name] = score_sequence(protocol, rows, sequence.ground_truth, absent)
         except ResultError as error:
-            raise InputError(f"{path}: {error}") from None
+            raise InputError(f"{where}: {error}") from None
     if missing:
-        logger.warning("%s: %d of %d sequence(s) have no result file in %s", benchmark.name, len(missing),
-                       len(benchmark), results_dir)
+        logger.warning("%s: %d of %d sequence(s) have no result in %s", benchmark.name, len(missing),
+                       len(benchmark), label)
     average = protocol.average(list(per_sequence.values()))
-    report = ScoreReport(protocol.name, benchmark.name, str(results_dir), average, per_sequence, missing)
+    report = ScoreReport(protocol.name, benchmark.name, label, average, per_sequence, missing)
     report.attributes = attribute_scores(benchmark, report, protocol)
     return report
 

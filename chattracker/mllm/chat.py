@@ -78,6 +78,10 @@ class ChatDescriber:
     def _backend_identity(self) -> dict[str, Any]:
         return {}
 
+    def _exchange_info(self) -> dict[str, Any]:
+        """Extra facts about the last call for the trace (e.g. timing, offload cache statistics)."""
+        return {}
+
     # -------------------------------------------------------------------------------------------
     @property
     def identity(self) -> dict[str, Any]:
@@ -105,6 +109,7 @@ class ChatDescriber:
             record["error"] = str(error)
             raise
         record["reply"] = reply
+        record.update(self._exchange_info())
         return reply
 
     def describe(self, image: Frame, box: Box, feedback: Feedback | None = None) -> Description:

@@ -1,0 +1,199 @@
+"""Describer ``hf``: any transformers image-text-to-text model, by hub id or local folder.
+
+Dense models load with ``AutoModelForImageTextToText``. With ``offload: {store: DIR, expert_budget: ...}``
+a Mixture-of-Experts model runs on our offloading engine instead (experts served from a quantized
+store on disk through a small cache); the store is converted from the checkpoint on first use.
+The frame with the target box drawn on it goes through the processor's own chat template.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chattracker.errors import ConfigError
+from chattracker.mllm.base import register_describer
+from chattracker.mllm.chat import ChatDescriber
+from chattracker.types import Frame
+from chattracker_prompts import RenderedPrompt
+
+logger = logging.getLogger(__name__)
+
+OFFLOAD_KEYS = {"store", "expert_budget", "method", "bits", "group_size", "options"}
+
+
+def pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def local_model_dir(model: str) -> Path:
+    """A local folder for ``model``: itself, or the hub snapshot (the offload converter reads files)."""
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(model))
+    except Exception as error:  # hub errors have many types; all mean "not available here"
+        raise ConfigError(f"hf describer: {model!r} is neither a local folder nor an available hub model ({error})") from None
+
+
+def store_is_ready(store: Path) -> bool:
+    """A converted expert store has its manifest (written last by ``convert_checkpoint``)."""
+    return (store / "manifest.json").is_file()
+
+
+class HFDescriber(ChatDescriber):
+    """Generates with ``model.generate`` (greedy by default, so a description is reproducible)."""
+
+    name = "hf"
+
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 96,
+                 offload: dict[str, Any] | None = None, system_role: bool = True, do_sample: bool = False,
+                 trust_remote_code: bool = False, prompts_dir: str | Path | None = None,
+                 image_max_side: int | None = 768, ask_background: bool = True) -> None:
+        super().__init__(prompts_dir=prompts_dir, image_max_side=image_max_side, ask_background=ask_background)
+        if max_new_tokens < 1:
+            raise ConfigError("hf describer: max_new_tokens must be >= 1")
+        self.model_name = str(model)
+        self.device = pick_device(device)
+        self.dtype = dtype
+        self.max_new_tokens = int(max_new_tokens)
+        self.system_role = system_role
+        self.do_sample = do_sample
+        self.offload = self._check_offload(offload)
+        self.engine: Any = None
+        self._last_info: dict[str, Any] = {}
+        self.processor, self.model = self._load(trust_remote_code)
+
+    @staticmethod
+    def _check_offload(offload: dict[str, Any] | None) -> dict[str, Any] | None:
+        if not offload:
+            return None
+        unknown = sorted(set(offload) - OFFLOAD_KEYS)
+        if unknown:
+            raise ConfigError(f"hf describer offload: unknown setting(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(sorted(OFFLOAD_KEYS))}")
+        if "store" not in offload or "expert_budget" not in offload:
+            raise ConfigError("hf describer offload: needs 'store' (a folder) and 'expert_budget'")
+        return dict(offload)
+
+    def _load(self, trust_remote_code: bool) -> tuple[Any, Any]:
+        import torch
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        try:
+            processor = AutoProcessor.from_pretrained(self.model_name, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"hf describer: cannot load the processor of {self.model_name!r}: {_first_line(error)}") from None
+        if self.offload:
+            return processor, self._load_offloaded()
+        dtype = self.dtype if self.dtype == "auto" else getattr(torch, self.dtype, None)
+        if dtype is None:
+            raise ConfigError(f"hf describer: unknown dtype {self.dtype!r} (auto, float32, bfloat16, float16)")
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(self.model_name, dtype=dtype,
+                                                                trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as error:
+            raise ConfigError(f"hf describer: cannot load {self.model_name!r}: {_first_line(error)}") from None
+        return processor, model.to(self.device).eval()
+
+    def _load_offloaded(self) -> Any:
+        from chattracker import offload as engine_module
+
+        if not hasattr(engine_module, "load_offloaded_model"):
+            raise ConfigError("hf describer: offload is configured but chattracker.offload has no load_offloaded_model")
+        settings = dict(self.offload or {})
+        model_dir = local_model_dir(self.model_name)
+        store = Path(settings.pop("store")).expanduser()
+        bits, group_size = settings.pop("bits", 4), settings.pop("group_size", None)
+        if not store_is_ready(store):
+            logger.info("hf describer: converting %s into the expert store %s (INT%s)", model_dir, store, bits)
+            engine_module.convert_checkpoint(model_dir, store, bits=bits, group_size=group_size)
+        options = dict(settings.pop("options", {}) or {})
+        options.setdefault("device", self.device)
+        if self.dtype != "auto":
+            import torch
+
+            options.setdefault("dtype", getattr(torch, self.dtype))
+        model, self.engine = engine_module.load_offloaded_model(
+            model_dir, store, expert_budget=settings.pop("expert_budget"), method=settings.pop("method", "fate"), **options)
+        return model.eval() if hasattr(model, "eval") else model
+
+    def _backend_identity(self) -> dict[str, Any]:
+        offload = None
+        if self.offload:  # where the store lives does not change the answer; how it is quantized does
+            offload = {k: v for k, v in self.offload.items() if k not in ("store", "expert_budget", "options")}
+            offload.setdefault("bits", 4)
+        return {"model": self.model_name, "dtype": self.dtype, "max_new_tokens": self.max_new_tokens,
+                "do_sample": self.do_sample, "system_role": self.system_role, "offload": offload}
+
+    def _messages(self, prompt: RenderedPrompt, image: Frame) -> list[dict[str, Any]]:
+        from PIL import Image
+
+        picture = {"type": "image", "image": Image.fromarray(np.ascontiguousarray(image))}
+        if self.system_role:
+            return [{"role": "system", "content": [{"type": "text", "text": prompt.system}]},
+                    {"role": "user", "content": [picture, {"type": "text", "text": prompt.user}]}]
+        # some chat templates reject a system turn: fold it into the user's
+        return [{"role": "user", "content": [picture, {"type": "text", "text": prompt.system + "\n\n" + prompt.user}]}]
+
+    def _chat(self, prompt: RenderedPrompt, image: Frame) -> str:
+        import torch
+
+        inputs = self.processor.apply_chat_template(self._messages(prompt, image), add_generation_prompt=True,
+                                                    tokenize=True, return_dict=True, return_tensors="pt")
+        device = self.device if not self.offload else getattr(self.model, "device", self.device)
+        inputs = inputs.to(device)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
+        new_tokens = output[:, inputs["input_ids"].shape[1]:]
+        reply = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
+        self._last_info = {"seconds": round(time.perf_counter() - start, 3), "prompt_tokens": int(inputs["input_ids"].shape[1]),
+                           "new_tokens": int(new_tokens.shape[1])}
+        if self.engine is not None:
+            self._last_info["offload_stats"] = _json_ready(getattr(self.engine, "stats", None))
+        return reply
+
+    def _exchange_info(self) -> dict[str, Any]:
+        return dict(self._last_info)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _json_ready(value: Any) -> Any:
+    """Engine statistics as plain JSON: their ``summary()`` when they have one, else field by field."""
+    from dataclasses import fields, is_dataclass
+
+    for method in ("summary", "as_dict", "to_dict"):
+        if callable(getattr(value, method, None)):
+            return _json_ready(getattr(value, method)())
+    if is_dataclass(value) and not isinstance(value, type):
+        value = {f.name: getattr(value, f.name) for f in fields(value)}
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+@register_describer("hf")
+def build_hf(**params: Any) -> HFDescriber:
+    return HFDescriber(**params)

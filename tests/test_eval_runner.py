@@ -152,3 +152,28 @@ def test_process_pool_and_report(woman, tmp_path, capsys):
     assert "| KCF | 3 | 0 |" in table and "| MIL | 2 | 1 |" in table and "clip01" in table
     header, *rows = (out / "report.csv").read_text().splitlines()
     assert header.startswith("tracker,results,protocol,benchmark,sequences,missing,auc") and len(rows) == 2
+
+
+def test_report_per_attribute_plots_from_a_toolkit_layout(shared_data, tmp_path, capsys):
+    real = shared_data / "lasot_toolkit"
+    names = ["guitar-16", "shark-3", "sheep-5"]
+    toolkit = tmp_path / "toolkit"
+    for sub in ("annos/absent", "annos/att", "annos/nlp", "sequence_evaluation_config"):
+        (toolkit / sub).mkdir(parents=True)
+    for name in names:
+        for sub in ("", "absent/", "att/", "nlp/"):
+            (toolkit / "annos" / f"{sub}{name}.txt").write_bytes((real / "annos" / f"{sub}{name}.txt").read_bytes())
+    (toolkit / "sequence_evaluation_config/testing_set.txt").write_text("\n".join(names))
+    results = tmp_path / "gt"
+    results.mkdir()
+    for name in names:
+        (results / f"{name}.txt").write_bytes((real / "annos" / f"{name}.txt").read_bytes())
+    out = tmp_path / "report"
+    assert main(["report", "--benchmark", "lasot", "--annotations", str(toolkit), "--results", str(results),
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "LaSOT, 3 sequences, official protocol" in printed
+    # POC, SV, ARC are shared by all three; ROT and BC by two; FOC by one (too few: the toolkit skips it)
+    assert {p.name for p in (out / "attributes").glob("*_success.png")} == {
+        "POC_success.png", "SV_success.png", "ARC_success.png", "ROT_success.png", "BC_success.png"}
+    assert "| POC (Partial Occlusion) | 3 |" in (out / "report.md").read_text()

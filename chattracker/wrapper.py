@@ -10,8 +10,6 @@ is strong. Descriptions come from RPO on the first frame (cached on disk).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from chattracker.errors import ConfigError
+from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.association import CandidateAssociation
 from chattracker.fusion.motion import BoxKalman
@@ -98,6 +96,9 @@ class FusionConfig:
         for key in ("ground_every", "ground_cooldown", "refresh_gap", "redescribe_gap"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{section}: {key} must be >= 0, got {getattr(self, key)}")
+        from chattracker.rpo import RPOConfig
+
+        RPOConfig.from_dict(self.rpo)  # unknown or bad RPO settings fail here, not at the first frame
         if self.refresh_box not in ("base", "proposal"):
             raise ConfigError(f"{section}: refresh_box must be base or proposal, got {self.refresh_box!r}")
         if self.memory_size < 1 or self.max_foreground < 1:
@@ -186,7 +187,7 @@ class ChatTracker:
                 self._kalman.update(base_box)
             return TrackResult(base_box, result.score, info)
 
-        grounded = self._ground(frame, base_box)
+        grounded = self._ground(frame, base_box, prior)
         decision = self._verify(frame, base_box, result.score, prior, grounded)
         self._act(frame, decision)
         if decision.box is not None:
@@ -207,19 +208,15 @@ class ChatTracker:
     def _describe(self, frame: Frame, box: Box, text: str | None) -> Description:
         if self.config.foreground is not None:
             return Description(self.config.foreground, self.config.background or "", "from settings")
-        from chattracker.rpo import RPOCache, RPOConfig, run_rpo
-
-        rpo_config = RPOConfig(**self.config.rpo)
-
-        def run() -> Any:
-            return run_rpo(frame, box, self.describer, self.grounder, rpo_config, initial_text=text)
+        from chattracker.rpo import RPOCache, RPOConfig, run_rpo_cached
 
         start = time.perf_counter()
-        if self.config.rpo_cache:
-            key = _rpo_key(frame, box, text, self.describer, self.grounder, rpo_config)
-            result = RPOCache(self._cache_dir()).get_or_run(key, run)
-        else:
-            result = run()
+        cache = RPOCache(self._cache_dir()) if self.config.rpo_cache else None
+        result = run_rpo_cached(cache, frame, box, self.describer, self.grounder, RPOConfig.from_dict(self.config.rpo),
+                                initial_text=text)
+        if not result.ok:
+            raise ChatTrackerError("RPO produced no usable foreground description (see its trace); "
+                                   "set 'foreground' in the chattracker settings to give one")
         logger.info("RPO: %r / %r (top-1 IoU %.2f, %.2fs)", result.description.foreground,
                     result.description.background, result.top1_iou, time.perf_counter() - start)
         return result.description
@@ -239,11 +236,16 @@ class ChatTracker:
                 background.extend(p for p in d.background_phrases() if p not in background)
         return foreground, background
 
-    def _ground(self, frame: Frame, base_box: Box) -> GroundedFrame:
+    def _ground(self, frame: Frame, base_box: Box, prior: Box) -> GroundedFrame:
         height, width = frame.shape[:2]
         region = None
         if self.config.region == "search":
             region = search_region(base_box, width, height, self.config.search_scale, self.config.min_region)
+            if base_box.iou(prior) < 0.5:
+                # The base box jumped away from where motion expects the target: search both places.
+                other = search_region(prior, width, height, self.config.search_scale, self.config.min_region)
+                region = Box.from_xyxy(*np.minimum(region.to_xyxy()[:2], other.to_xyxy()[:2]),
+                                       *np.maximum(region.to_xyxy()[2:], other.to_xyxy()[2:]))
         foreground, background = self._phrases()
         start = time.perf_counter()
         grounded = ground(self.grounder, frame, foreground, background, region, self.config.proposal_min_score)
@@ -329,15 +331,6 @@ class ChatTracker:
                                 "appearance": round(c.appearance, 4), "grounding": round(c.grounding, 4),
                                 "motion": round(c.motion, 4), "background": round(c.background, 4)}
                                for c in decision.candidates]}
-
-
-def _rpo_key(frame: Frame, box: Box, text: str | None, describer: Any, grounder: Any, config: Any) -> str:
-    digest = hashlib.sha256(np.ascontiguousarray(frame).tobytes())
-    digest.update(json.dumps({"box": [round(v, 3) for v in box.to_list()], "text": text,
-                              "describer": getattr(describer, "name", type(describer).__name__),
-                              "grounder": getattr(grounder, "name", type(grounder).__name__),
-                              "config": repr(config)}, sort_keys=True).encode())
-    return digest.hexdigest()
 
 
 def build_chattracker(base: Tracker, settings: dict[str, Any] | None = None) -> ChatTracker:

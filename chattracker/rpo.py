@@ -260,6 +260,18 @@ def _record_error(record: dict[str, Any], describer: Describer, error: Describer
     logger.warning("RPO round %s: %s", record["round"], record["error"])
 
 
+def build_describer_for(name: str, grounder: Grounder | None = None, **params: Any) -> Describer:
+    """Build a registered describer; those that check their own phrases (``attributes``) get the grounder."""
+    from chattracker.mllm.base import build_describer
+
+    if name in DESCRIBERS_USING_GROUNDER and "grounder" not in params:
+        params["grounder"] = grounder
+    return build_describer(name, **params)
+
+
+DESCRIBERS_USING_GROUNDER = {"attributes"}
+
+
 # --- identity and cache -----------------------------------------------------------------------------
 
 def image_digest(image: Frame) -> str:

@@ -9,6 +9,7 @@ against a whole query, so their matrix has one column per phrase, named by the p
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -38,6 +39,7 @@ class HFGrounder:
         device: str = "cpu",
         dtype: str | None = None,
         max_detections: int = 100,
+        local_files_only: bool = False,
     ) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForZeroShotObjectDetection, AutoProcessor
@@ -53,10 +55,18 @@ class HFGrounder:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        model = str(model)
+        looks_local = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
+        if looks_local and not Path(model).expanduser().is_dir():
+            raise ChatTrackerError(f"hf grounder: cannot load {model!r}: no such model folder")
+        if Path(model).expanduser().is_dir():
+            model = str(Path(model).expanduser())
+            local_files_only = True  # a folder never needs the network
+        hub = {"local_files_only": local_files_only}
         try:
-            config = AutoConfig.from_pretrained(model)
+            config = AutoConfig.from_pretrained(model, **hub)
         except (OSError, ValueError) as error:
-            raise ChatTrackerError(f"hf grounder: cannot load a model config from {model!r}: {error}") from None
+            raise ChatTrackerError(f"hf grounder: cannot load {model!r}: {error}") from None
         self.kind = config.model_type
         if self.kind not in TOKEN_MODELS + QUERY_MODELS + PROCESSOR_MODELS:
             raise ChatTrackerError(
@@ -65,8 +75,8 @@ class HFGrounder:
             )
         torch_dtype = getattr(torch, dtype) if dtype else None
         try:
-            self.processor = AutoProcessor.from_pretrained(model)
-            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(model, dtype=torch_dtype)
+            self.processor = AutoProcessor.from_pretrained(model, **hub)
+            self.model = AutoModelForZeroShotObjectDetection.from_pretrained(model, dtype=torch_dtype, **hub)
         except (OSError, ValueError) as error:
             raise ChatTrackerError(f"hf grounder: cannot load {model!r}: {error}") from None
         self.model.to(self.device).eval()
@@ -155,9 +165,10 @@ class HFGrounder:
         score = probs[np.arange(len(best)), best]
         keep = np.nonzero(score > self.box_threshold)[0]
         if len(keep):
-            xyxy = torch.as_tensor(boxes[keep]).clone()
+            xyxy = torch.as_tensor(boxes[keep], dtype=torch.float32).clone()
             xyxy[:, 2:] += xyxy[:, :2]
-            kept = batched_nms(xyxy, torch.as_tensor(score[keep]), torch.as_tensor(best[keep]), self.nms_threshold)
+            kept = batched_nms(xyxy, torch.as_tensor(score[keep], dtype=torch.float32),
+                               torch.as_tensor(best[keep]), self.nms_threshold)
             keep = keep[kept.numpy()][: self.max_detections]
         token_scores = {phrase: ([phrase], probs[keep, j : j + 1]) for j, phrase in enumerate(phrases)}
         return Proposals(boxes[keep], score[keep], [phrases[b] for b in best[keep]], token_scores)

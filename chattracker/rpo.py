@@ -47,7 +47,7 @@ class RPOConfig:
     word_threshold: float = 0.0  # a box's best word must score above this to become feedback
     max_boxes: int = 10  # only the top-scoring boxes give words
     selection: str = "best"  # "best": highest top-1 IoU, ties -> earliest; "last": the paper's last round
-    early_stop: bool = True  # stop once the top box is on the target and no other box was found
+    early_stop: bool = True  # stop once only the target is found, or the describer repeats itself
     ground_background: bool = True  # also ground the background phrases (trace only: which hit the target)
 
     def __post_init__(self) -> None:
@@ -186,7 +186,11 @@ def run_rpo(image: Frame, box: Box, describer: Describer, grounder: Grounder, co
 
     unavailable: DescriberUnavailableError | None = None
     for index in range(1, config.iterations + 1):
-        if config.early_stop and good and clean(good[-1]):
+        asked = [r for r in good if r["source"] == "describer"]
+        # Stop early once the describer's own phrase finds only the target (a clean initial text still
+        # gets one describer round: that is where the background list comes from), or when it repeats
+        # an earlier phrase (reflection made no progress).
+        if config.early_stop and asked and (clean(asked[-1]) or _repeats(asked[-1], good[:-1])):
             break
         given = feedback()
         record = {"round": index, "source": "describer", "error": None,
@@ -246,6 +250,11 @@ def run_rpo(image: Frame, box: Box, describer: Describer, grounder: Grounder, co
                        "top1_iou": chosen["top1_iou"], "first_top1_iou": good[0]["top1_iou"]}
     trace["seconds"] = round(time.perf_counter() - started, 3)
     return RPOResult(description, float(chosen["top1_iou"]), trace)
+
+
+def _repeats(record: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
+    phrase = record["description"]["foreground"].lower()
+    return any(r["description"]["foreground"].lower() == phrase for r in earlier)
 
 
 def _feedback_json(feedback: Feedback | None) -> dict[str, Any] | None:

@@ -108,7 +108,7 @@ def write_report(reports: list[ScoreReport], names: list[str], out: str | Path, 
     first = reports[0]
     bench = BENCHMARK_TITLES.get(first.benchmark, first.benchmark)
     count = first.num_sequences
-    tag = f"{bench}, {count} sequences, {first.protocol} protocol"
+    tag = f"{bench}, {count} sequence{'' if count == 1 else 's'}, {first.protocol} protocol"
     written: list[Path] = []
     for kind in PLOTS:
         path = out / f"{kind.key}.png"

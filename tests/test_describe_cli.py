@@ -128,3 +128,13 @@ def test_embedded_default_on_a_real_frame(shared_data, weights_env, tmp_path, ca
     assert "person" in printed["foreground"] and printed["iterations"][0]["top1_iou"] >= 0.5
     trace = json.loads((tmp_path / "o" / "rpo.json").read_text())["trace"]
     assert trace["describer"]["name"] == "attributes" and trace["grounder"]["name"] == "yolox"
+
+
+def test_shipped_config_validates():
+    from chattracker.commands.describe import CONFIG_KEYS
+    from chattracker.config import load_yaml
+    from chattracker.rpo import RPOConfig
+    from tests.conftest import REPO_ROOT
+
+    settings = load_yaml(REPO_ROOT / "configs" / "describe.yaml")
+    assert set(settings) == CONFIG_KEYS and RPOConfig.from_dict(settings["rpo"]) == RPOConfig()

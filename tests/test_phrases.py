@@ -32,6 +32,8 @@ from chattracker.grounding.phrases import (
         ("white racing car moving along track", "racing car"),
         ("person on the left", "person"),
         ("a teddy bear", "teddy bear"),
+        ("red spotted dog", "dog"),
+        ("lizard eating food on the ground", "lizard"),
     ],
 )
 def test_head_noun(phrase: str, head: str) -> None:
@@ -54,6 +56,7 @@ def test_head_noun(phrase: str, head: str) -> None:
         ("cattle grazing", ["cow"]),
         ("a mobile phone held by a hand", ["cell phone"]),
         ("chameleon sitting on the wall", []),
+        ("monkey eating food on the ground", []),  # the food is not the target
         ("", []),
     ],
 )

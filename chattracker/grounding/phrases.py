@@ -126,23 +126,22 @@ def _is_attribute(token: str) -> bool:
 def _target_chunk(tokens: list[str]) -> list[str]:
     """The tokens of the target's noun phrase (before the first boundary word or participle)."""
     vocab = vocabulary()
-    seen_content = seen_noun = False
+    previous: str | None = None  # the last content word seen
     for i, token in enumerate(tokens):
-        if seen_content and token in vocab.boundary_words:
+        if previous is not None and token in vocab.boundary_words:
             content = [t for t in tokens[:i] if t not in vocab.stop_words]
             # "group of giraffes": the collection word is not the target, the thing after "of" is.
             if token == "of" and content and singular(content[-1]) in vocab.partitive_words:
                 return _target_chunk(tokens[i + 1:])
             return tokens[:i]
-        # A participle after a known noun starts a clause ("bear standing", "elephant chasing dog");
-        # among the leading adjectives it is one of them ("flying bird", "spotted dog").
-        if seen_content and _is_participle(token) and not classes_of_word(token):
+        # A participle after a noun starts a clause ("bear standing", "lizard eating food"); among
+        # the leading adjectives and before a known noun it is one of them ("red spotted dog").
+        if previous is not None and _is_participle(token) and not classes_of_word(token):
             following = tokens[i + 1] if i + 1 < len(tokens) else ""
-            if seen_noun or not classes_of_word(following):
+            if not (_is_attribute(previous) and classes_of_word(following)):
                 return tokens[:i]
         if token not in vocab.stop_words:
-            seen_content = True
-            seen_noun = seen_noun or bool(classes_of_word(token))
+            previous = token
     return tokens
 
 

@@ -13,7 +13,7 @@ import multiprocessing
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from chattracker.builder import build_tracker_from_spec
 from chattracker.results import write_boxes, write_json, write_times
 from chattracker.tracking import run_tracker
 from chattracker.types import Box
+from chattracker.errors import InputError
 from chattracker.video import read_image
 from chattracker_eval.datasets.base import Sequence
 
@@ -48,6 +49,7 @@ class RunOutcome:
     frames: int = 0
     seconds: float = 0.0
     error: str = ""
+    warnings: list[str] = field(default_factory=list)
 
 
 def result_files(results_dir: Path, name: str) -> tuple[Path, Path]:
@@ -67,15 +69,33 @@ def remove_stale_temporaries(results_dir: Path) -> int:
     return removed
 
 
+def read_frames(job: RunJob, warnings: list[str]):
+    """Frames as RGB arrays. An unreadable frame after the first repeats the previous one (known in
+    real archives, e.g. a corrupt TNL2K frame) so the sequence still gets one row per frame; it is
+    reported. An unreadable first frame fails the sequence."""
+    previous = None
+    for index, path in enumerate(job.frames):
+        try:
+            previous = read_image(path)
+        except InputError as error:
+            if previous is None:
+                raise
+            message = f"frame {index + 1} unreadable ({error}); the previous frame was used again"
+            logger.warning("sequence %s: %s", job.name, message)
+            warnings.append(message)
+        yield previous
+
+
 def track_sequence(job: RunJob) -> RunOutcome:
     """Run one sequence and write its two files; any exception becomes a failed outcome."""
     start = time.perf_counter()
+    warnings: list[str] = []
     try:
         x, y, w, h = job.init_box
         if not (np.isfinite(job.init_box).all() and w > 0 and h > 0):
             raise ValueError(f"first ground-truth box {list(job.init_box)} has no area; cannot initialise")
         tracker = build_tracker_from_spec(job.tracker)
-        frames = (read_image(path) for path in job.frames)
+        frames = read_frames(job, warnings)
         records = run_tracker(tracker, frames, Box(x, y, w, h), job.language or None, total=len(job.frames),
                               progress=False)
         if len(records) != len(job.frames):
@@ -94,10 +114,11 @@ def track_sequence(job: RunJob) -> RunOutcome:
         boxes_file, times_file = result_files(job.results_dir, job.name)
         write_times(times_file, [r.seconds for r in records])
         write_boxes(boxes_file, boxes)
-        return RunOutcome(job.name, "done", len(records), time.perf_counter() - start)
+        return RunOutcome(job.name, "done", len(records), time.perf_counter() - start, warnings=warnings)
     except Exception as error:  # one bad sequence must not stop the benchmark
         logger.debug("sequence %s failed:\n%s", job.name, traceback.format_exc())
-        return RunOutcome(job.name, "failed", 0, time.perf_counter() - start, f"{type(error).__name__}: {error}")
+        return RunOutcome(job.name, "failed", 0, time.perf_counter() - start, f"{type(error).__name__}: {error}",
+                          warnings)
 
 
 def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path) -> tuple[list[RunJob], list[RunOutcome]]:

@@ -116,20 +116,26 @@ def test_sigkill_halfway_then_resume_runs_only_the_rest(woman, tmp_path):
 
 
 def test_failures_are_reported_at_the_end_and_the_rest_runs(woman, tmp_path, capsys):
-    root = make_clips(*woman, tmp_path / "data", count=3, length=8)
-    broken = root / "clip01" / "img" / "0004.jpg"
+    root = make_clips(*woman, tmp_path / "data", count=4, length=8)
+    broken = root / "clip01" / "img" / "0001.jpg"
     broken.unlink()
     broken.write_bytes(b"not a jpeg")
+    corrupt = root / "clip03" / "img" / "0004.jpg"        # a corrupt frame inside: warned, frame 3 reused
+    corrupt.unlink()
+    corrupt.write_bytes(b"not a jpeg either")
     (root / "clip02" / "groundtruth.txt").write_text("10,10,0,20\n" * 8)   # no area on frame 1
     results = tmp_path / "results"
     code = main(["eval", "--dataset", "folder", "--root", str(root), "--tracker", "kcf", "--results", str(results),
                  "--no-progress"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "ran 1 " in out and "failed 2" in out
-    assert "failed clip01: InputError: cannot read image" in out and "0004.jpg" in out
+    assert "ran 2 " in out and "failed 2" in out
+    assert "failed clip01: InputError: cannot read image" in out and "0001.jpg" in out
     assert "failed clip02: ValueError: first ground-truth box" in out
-    assert sorted(p.name for p in results.glob("clip*")) == ["clip00.txt", "clip00_time.txt"]
+    assert "warning clip03: frame 4 unreadable" in out
+    assert sorted(p.name for p in results.glob("clip*")) == ["clip00.txt", "clip00_time.txt", "clip03.txt",
+                                                             "clip03_time.txt"]
+    assert len((results / "clip03.txt").read_text().splitlines()) == 8
 
 
 def test_process_pool_and_report(woman, tmp_path, capsys):

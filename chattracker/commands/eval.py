@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.dataset}: {len(sequences)} sequences, ran {len(done)} ({frames} frames, "
           f"{frames / seconds if seconds else 0:.1f} fps incl. image reading), skipped {len(skipped)} already done, "
           f"failed {len(failed)} -> {results}/")
+    for outcome in outcomes:
+        for warning in outcome.warnings:
+            print(f"warning {outcome.name}: {warning}")
     for outcome in failed:
         print(f"failed {outcome.name}: {outcome.error}")
     return 1 if failed else 0

@@ -116,8 +116,9 @@ def load_lasot_like(root: Path, benchmark: str, split: str = "test") -> Benchmar
         report_missing(benchmark, listed, set(folders))
         names = [n for n in listed if n in folders]
     else:
-        if split == "test":
-            logger.info("%s: no testing_set.txt in %s; using all %d sequences found", benchmark, root, len(folders))
+        if split == "test" and benchmark == "lasot":
+            logger.warning("lasot: no testing_set.txt in %s; scoring all %d sequence(s) found, not the 280-video "
+                           "test list (copy the toolkit's testing_set.txt there to restrict)", root, len(folders))
         names = sorted(folders)
     attribute_root = root / "att" if (root / "att").is_dir() else None
     sequences = SequenceList(_root_sequence(folders[n], benchmark, attribute_root) for n in names)

@@ -108,10 +108,11 @@ def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | flo
     model = build_model(model_dir, dtype)
     hidden, width, num_experts, top_k = moe_dimensions(model.config)
     manifest = store.manifest
-    if (manifest["hidden_size"], manifest["expert_width"], manifest["num_experts"]) != (hidden, width, num_experts):
-        raise ExpertStoreError(f"store {store.root} was converted from another model "
-                               f"(hidden/width/experts {manifest['hidden_size']}/{manifest['expert_width']}/"
-                               f"{manifest['num_experts']} vs {hidden}/{width}/{num_experts})")
+    theirs = (manifest["model_type"], manifest["hidden_size"], manifest["expert_width"], manifest["num_experts"])
+    ours = (model.config.model_type, hidden, width, num_experts)
+    if theirs != ours:
+        raise ExpertStoreError(f"store {store.root} was converted from another model (type/hidden/width/experts "
+                               f"{'/'.join(map(str, theirs))} vs {'/'.join(map(str, ours))})")
     engine = OffloadEngine(store, budget, method, top_k=top_k, device=device, **options)
     engine.attach(moe_blocks(model))
     if device != "cpu":

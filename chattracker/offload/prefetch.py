@@ -54,7 +54,8 @@ class FatePredictor(Predictor):
         indices = indices.reshape(-1)
         predicted = set(indices[indices < self.num_experts].tolist())
         if hidden_states.shape[0] == 1:
-            ranking = torch.argsort(logits.reshape(-1), descending=True).tolist()
+            chosen = indices.tolist()  # the router's own top-k first (same tie-breaking), then the runners-up
+            ranking = chosen + [e for e in torch.argsort(logits.reshape(-1), descending=True).tolist() if e not in chosen]
             return Prediction(ranking, predicted, pooled=False)
         counts = torch.bincount(indices, minlength=self.num_experts)[: self.num_experts]
         order = torch.argsort(counts, descending=True, stable=True)

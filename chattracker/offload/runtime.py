@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from chattracker.offload.cache import ExpertCache, allocate
+from chattracker.offload.cache import BudgetError, ExpertCache, allocate
 from chattracker.offload.prefetch import ActivationPathPredictor, FatePredictor, Predictor
 from chattracker.offload.quant import qlinear
 from chattracker.offload.stats import EngineStats
@@ -48,7 +48,7 @@ def parse_budget(value: int | float | str, total_bytes: int) -> int:
             return int(float(text[:-1]) / 100 * total_bytes)
         match = re.fullmatch(r"([0-9.]+)([a-z]*)", text)
         if not match or match[2] not in _UNITS:
-            raise ValueError(f"cannot read expert budget {value!r} (examples: 4GiB, 512MB, 25%, 0.25)")
+            raise BudgetError(f"cannot read expert budget {value!r} (examples: 4GiB, 512MB, 25%, 0.25)")
         return int(float(match[1]) * _UNITS[match[2]])
     if isinstance(value, float) and 0 < value <= 1:
         return int(value * total_bytes)

@@ -1,0 +1,77 @@
+"""Converting checkpoints (fused and per-expert layouts) into a store; damaged stores fail loudly."""
+
+import json
+
+import pytest
+import torch
+
+from chattracker.cli import main
+from chattracker.offload import ExpertStore, ExpertStoreError, convert_checkpoint, load_offloaded_model
+from chattracker.offload.quant import QuantSpec, dequantize
+from chattracker.offload.testing import save_tiny_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("offload_store")
+    return {kind: save_tiny_model(kind, root / kind, with_tokenizer=False) for kind in ("qwen3_vl_moe", "mixtral")}
+
+
+@pytest.mark.parametrize("kind", ["qwen3_vl_moe", "mixtral"])  # fused [E, 2I, H] tensors / one module per expert
+def test_store_holds_each_expert_quantized(models, tmp_path, kind):
+    import transformers as tf
+    from safetensors import safe_open
+
+    manifest_path = convert_checkpoint(models[kind], tmp_path / "store", bits=8, group_size=32)
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["moe_layers"] == [0, 1] and manifest["num_experts"] == 8
+    assert manifest["convert"]["peak_rss_bytes"] > 0
+    store = ExpertStore(tmp_path / "store")
+    tensors = store.parse(store.read(1, 5))
+    gate_up = dequantize(tensors["gate_up"], QuantSpec.make(8, 32), store.shapes["gate_up"])
+    with safe_open(models[kind] / "model.safetensors", "pt") as handle:
+        if kind == "mixtral":
+            prefix = "model.layers.1.block_sparse_moe.experts.5."
+            original = torch.cat([handle.get_tensor(prefix + "w1.weight"), handle.get_tensor(prefix + "w3.weight")])
+        else:
+            original = handle.get_tensor("model.language_model.layers.1.mlp.experts.gate_up_proj")[5]
+    assert tf is not None and torch.allclose(gate_up, original, atol=float(original.abs().max()) / 100)
+
+
+def test_corrupt_or_missing_expert_file_is_an_error_naming_it(models, tmp_path):
+    convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    store = ExpertStore(tmp_path / "store")
+    for expert in range(8):  # every expert of layer 1, so whichever the router picks is damaged
+        damaged = store.path(1, expert)
+        data = bytearray(damaged.read_bytes())
+        data[100] ^= 0xFF
+        damaged.write_bytes(bytes(data))
+    with pytest.raises(ExpertStoreError, match=r"layer001/expert0000\.bin is corrupt"):  # preloading everything
+        load_offloaded_model(models["mixtral"], tmp_path / "store", expert_budget=1.0, method="resident")
+    model, engine = load_offloaded_model(models["mixtral"], tmp_path / "store", expert_budget=0.5, method="lod")
+    try:
+        with pytest.raises(ExpertStoreError, match=r"layer001/expert000\d\.bin is corrupt"):
+            model.generate(torch.arange(2, 14)[None], max_new_tokens=4, do_sample=False)
+    finally:
+        engine.close()
+    store.path(0, 2).unlink()
+    with pytest.raises(ExpertStoreError, match=r"expert0002\.bin cannot be opened"):
+        store.read(0, 2)
+
+
+def test_store_from_another_model_or_missing_is_rejected(models, tmp_path):
+    with pytest.raises(ExpertStoreError, match="no expert store"):
+        ExpertStore(tmp_path / "nothing")
+    convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    with pytest.raises(ExpertStoreError, match="converted from another model"):
+        load_offloaded_model(models["qwen3_vl_moe"], tmp_path / "store", expert_budget=1.0)
+
+
+def test_cli_convert_and_info(models, tmp_path, capsys):
+    assert main(["offload", "convert", str(models["mixtral"]), str(tmp_path / "s"), "--bits", "2"]) == 0
+    assert "peak RSS" in capsys.readouterr().out
+    assert main(["offload", "info", str(tmp_path / "s")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["quantization"]["bits"] == 2 and info["quantization"]["group"] == 32
+    assert main(["offload", "info", str(tmp_path / "missing")]) == 2
+    assert "no expert store" in capsys.readouterr().err

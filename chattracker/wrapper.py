@@ -62,6 +62,7 @@ class FusionConfig:
     refresh_scale: float = 1.5  # ... and only when the target's area changed this much since the template
     refresh_aspect: float = 1.4  # ... while the confirming proposal's aspect ratio stayed within this
     # factor of the template's (a scale change, not an occlusion or a deformation)
+    reinit_size: str = "memory"  # a recovery re-initialises with the remembered size, or the "proposal"'s
     refresh_box: str = "base"  # re-initialise on the base box or on the confirming proposal
     redescribe: bool = False  # run RPO again on the frame of a recovery
     redescribe_gap: int = 150
@@ -99,6 +100,8 @@ class FusionConfig:
         from chattracker.rpo import RPOConfig
 
         RPOConfig.from_dict(self.rpo)  # unknown or bad RPO settings fail here, not at the first frame
+        if self.reinit_size not in ("memory", "proposal"):
+            raise ConfigError(f"{section}: reinit_size must be memory or proposal, got {self.reinit_size!r}")
         if self.refresh_box not in ("base", "proposal"):
             raise ConfigError(f"{section}: refresh_box must be base or proposal, got {self.refresh_box!r}")
         if self.memory_size < 1 or self.max_foreground < 1:
@@ -152,6 +155,7 @@ class ChatTracker:
         self._kalman: BoxKalman | None = None
         self._last_refresh = 0
         self._last_redescribe = 0
+        self._absent = False
         self.grounding_seconds = 0.0
         self.grounding_rounds = 0
 
@@ -169,6 +173,7 @@ class ChatTracker:
         self.grounding_seconds, self.grounding_rounds = 0.0, 0
         self._text = text
         self._template = box
+        self._absent = False
         self.descriptions = [self._describe(frame, box, text)]
 
     def track(self, frame: Frame) -> TrackResult:
@@ -177,18 +182,32 @@ class ChatTracker:
         self.frame_index += 1
         result = self.base.track(frame)
         prior = self._kalman.predict()
-        base_box = result.box
-        motion = self._kalman.distance(base_box, prior) if base_box is not None else float("inf")
-        reason = self.schedule.due(self.frame_index, result.score, motion)
-        info: dict[str, Any] = {"base_box": base_box.to_list() if base_box is not None else None,
+        # A base tracker that reports the target absent is stood in for by the motion prior, so the
+        # next grounding round can still look for the target where it should be.
+        stand_in = result.box is None
+        base_box = prior if stand_in else result.box
+        base_score = 0.0 if stand_in else result.score
+        motion = float("inf") if stand_in else self._kalman.distance(base_box, prior)
+        reason = self.schedule.due(self.frame_index, base_score, motion)
+        info: dict[str, Any] = {"base_box": None if stand_in else base_box.to_list(),
                                 "base_score": result.score, "text_lines": self._text_lines()}
-        if reason is None or base_box is None:
-            if base_box is not None:
-                self._kalman.update(base_box)
+        if reason is None:
+            if stand_in or (self._absent and (base_score is None or base_score < self.config.verification.low_score)):
+                # Declared absent (by the base or the last grounding round) and the base is still unsure.
+                absent_score = self.config.verification.absent_score
+                score = absent_score if result.score is None else min(result.score, absent_score)
+                return TrackResult(None, score, {**info, "decision": "absent"})
+            self._absent = False
+            self._kalman.update(base_box)
             return TrackResult(base_box, result.score, info)
 
         grounded = self._ground(frame, base_box, prior)
-        decision = self._verify(frame, base_box, result.score, prior, grounded)
+        decision = self._verify(frame, base_box, base_score, prior, grounded)
+        if decision.reinitialize and decision.box is not None and self.config.reinit_size == "memory":
+            decision = dataclasses.replace(decision, box=self._remembered_size(decision.box))
+        if stand_in and decision.box is base_box:
+            decision = dataclasses.replace(decision, box=None, reason="absent (base reports none)")
+        self._absent = decision.box is None
         self._act(frame, decision)
         if decision.box is not None:
             self._kalman.update(decision.box)
@@ -290,6 +309,17 @@ class ChatTracker:
                 self._template = box
                 self._last_refresh = self.frame_index
                 self.events.append({"frame": self.frame_index + 1, "event": "refresh", "box": decision.box.to_list()})
+
+    def _remembered_size(self, box: Box) -> Box:
+        """``box``'s centre with the size of the last confirmed boxes: a detector's extents are looser
+        than a tracker's, and a template taken from a loose box drifts. Far from that size (factor 2
+        in area) the proposal's own size wins: the target really changed scale."""
+        w, h = self.memory.typical_size()
+        ratio = box.area / max(w * h, 1e-6)
+        if not 0.5 <= ratio <= 2.0:
+            return box
+        cx, cy = box.center
+        return Box(cx - w / 2.0, cy - h / 2.0, w, h)
 
     def _is_rescaled(self, box: Box) -> bool:
         """Whether ``box`` is the template's target seen at another scale (same shape, other size)."""

@@ -42,7 +42,9 @@ class VerificationConfig:
     appearance_drop: float = 0.15  # base appearance this much below the proposal's is a sign of loss
     confirm_iou: float = 0.6  # a proposal this close to the base box confirms it
     confirm_score: float = 0.5
-    absent_score: float = 0.25  # base confidence below this with no credible candidate = absent
+    absent_score: float = 0.25  # base confidence below this: clearly lost (switch without persistence);
+    # below low_score, with an unfamiliar look or an implausible place and no proposal confirming it,
+    # the target is reported absent
     seed: int = 0
 
 
@@ -120,7 +122,8 @@ class Verifier:
                 and best.total >= base.total + c.switch_margin
                 and best.appearance >= base.appearance + (0.0 if clearly_lost else c.appearance_drop)):
             return Decision(best.box, True, False, "recovered (" + ", ".join(lost_signs) + ")", candidates, best)
-        if clearly_lost and not confirmed and base.appearance < c.min_appearance:
+        unsure = base_score is not None and base_score < c.low_score
+        if unsure and not confirmed and (base.appearance < c.min_appearance or base.motion < math.exp(-c.motion_gate)):
             return Decision(None, False, False, "absent", candidates, None)
         return Decision(base.box, False, confirmed, "confirmed" if confirmed else "kept", candidates, base,
                         confirming)

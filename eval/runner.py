@@ -161,9 +161,13 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
             # spawn: trackers hold native thread pools (OpenCV, onnxruntime) that do not survive fork.
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                futures = [pool.submit(track_sequence, job) for job in jobs]
+                futures = {pool.submit(track_sequence, job): job for job in jobs}
                 for future in as_completed(futures):
-                    outcomes.append(future.result())
+                    try:
+                        outcomes.append(future.result())
+                    except Exception as error:  # a worker that died (crash in native code) fails its job only
+                        outcomes.append(RunOutcome(futures[future].name, "failed",
+                                                   error=f"worker process failed: {type(error).__name__}: {error}"))
                     bar.update(1)
     finally:
         bar.close()

@@ -41,6 +41,16 @@ class Recorder:
         return {"target_bbox": None if self.count % 5 == 0 else list(self.box)}
 
 
+class Crasher:
+    """Dies like a segfaulting native tracker would: the whole worker process exits."""
+
+    def initialize(self, image, info):
+        pass
+
+    def track(self, image):
+        os._exit(3)
+
+
 def make_clips(source: Path, gt_file: Path, out: Path, count: int, length: int, language: str | None = None) -> Path:
     """``count`` sequences of ``length`` real frames each (symlinks) with their real boxes."""
     frames = sorted(source.glob("*.jpg"))
@@ -183,3 +193,14 @@ def test_report_per_attribute_plots_from_a_toolkit_layout(shared_data, tmp_path,
     assert {p.name for p in (out / "attributes").glob("*_success.png")} == {
         "POC_success.png", "SV_success.png", "ARC_success.png", "ROT_success.png", "BC_success.png"}
     assert "| POC (Partial Occlusion) | 3 |" in (out / "report.md").read_text()
+
+
+def test_a_dying_worker_fails_its_sequences_without_aborting_the_run(woman, tmp_path):
+    root = make_clips(*woman, tmp_path / "data", count=2, length=4)
+    config = tmp_path / "crash.yaml"
+    config.write_text("tracker: pytracking\nparams: {factory: tests.test_eval_runner:Crasher}\n")
+    outcomes = run_benchmark(load_dataset("folder", root).sequences, str(config), tmp_path / "out", workers=2,
+                             progress=False)
+    assert [o.status for o in outcomes] == ["failed", "failed"]
+    assert all("worker process failed" in o.error for o in outcomes)
+    assert not list((tmp_path / "out").glob("clip*"))

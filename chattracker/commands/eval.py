@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     frames = sum(o.frames for o in done)
     seconds = sum(o.seconds for o in done)
-    print(f"{args.dataset}: {len(sequences)} sequences, ran {len(done)} ({frames} frames, "
+    print(f"{args.dataset}: {len(sequences)} sequence(s), ran {len(done)} ({frames} frames, "
           f"{frames / seconds if seconds else 0:.1f} fps incl. image reading), skipped {len(skipped)} already done, "
           f"failed {len(failed)} -> {results}/")
     for outcome in outcomes:

@@ -118,8 +118,16 @@ def test_rpo_with_random_model_keeps_going_and_falls_back(tiny_models):
     assert rescued.ok and rescued.description.foreground == "red person"
 
 
-def test_missing_model_is_one_clear_line(tmp_path):
+def test_missing_model_or_chat_template_is_one_clear_line(tiny_models, tmp_path):
+    import shutil
+
     from chattracker.mllm.hf import HFDescriber
+
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_models["dense"], bare)
+    (bare / "chat_template.jinja").unlink()
+    with pytest.raises(ConfigError, match="has no chat template"):
+        HFDescriber(str(bare), device="cpu").describe(frame(), TARGET)
 
     with pytest.raises(ConfigError, match="hf describer: cannot load the processor") as caught:
         HFDescriber(str(tmp_path / "nothing-here"), device="cpu")

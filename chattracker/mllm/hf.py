@@ -150,6 +150,9 @@ class HFDescriber(ChatDescriber):
     def _chat(self, prompt: RenderedPrompt, image: Frame) -> str:
         import torch
 
+        if not getattr(self.processor, "chat_template", None):
+            raise ConfigError(f"hf describer: the processor of {self.model_name!r} has no chat template "
+                              "(an instruction-tuned model ships one in chat_template.jinja)")
         inputs = self.processor.apply_chat_template(self._messages(prompt, image), add_generation_prompt=True,
                                                     tokenize=True, return_dict=True, return_tensors="pt")
         device = self.device if not self.offload else getattr(self.model, "device", self.device)

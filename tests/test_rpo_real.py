@@ -79,3 +79,18 @@ def test_dataset_language_as_initial_text(shared_data, components):
             assert result.top1_iou >= GROUNDED
         print(f"{name:<11} text {text!r} IoU {zero['top1_iou']:.2f} -> {result.description.foreground!r} "
               f"IoU {result.top1_iou:.2f}, background {result.description.background!r}")
+
+
+@pytest.mark.parametrize("name, wrong_text", [("Crossing", "person in red on the left"), ("Woman", "car")])
+def test_wrong_human_text_is_repaired(shared_data, components, name, wrong_text):
+    """A description that names another object grounds elsewhere; reflection on its negative words
+    brings the target back (how RPO repairs wrong annotations)."""
+    describer, grounder = components
+    image, box = first_frame(real_sequences(shared_data)[name])
+    result = run_rpo(image, box, describer, grounder, RPOConfig(), initial_text=wrong_text)
+    zero, one = result.trace["rounds"][:2]
+    assert zero["top1_iou"] < GROUNDED and zero["negative_words"]
+    assert one["feedback"]["negative_words"] == zero["negative_words"]
+    assert result.top1_iou >= GROUNDED and result.trace["selected_round"] >= 1
+    print(f"\n{name}: {wrong_text!r} IoU {zero['top1_iou']:.2f} (negative words {zero['negative_words']}) -> "
+          f"{result.description.foreground!r} IoU {result.top1_iou:.2f}")

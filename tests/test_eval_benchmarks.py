@@ -120,6 +120,7 @@ def test_score_lists_missing_and_names_malformed_files(shared_data, tmp_path, ca
     results = tmp_path / "res"
     results.mkdir()
     gt = load_dataset("tnl2k", toolkit).sequences
+    assert load_dataset("tnl2k", toolkit / "annos").sequences.names() == names == gt.names()   # annos/ given
     for sequence in list(gt)[:3]:
         write_boxes(results / f"{sequence.name}.txt", sequence.ground_truth)
     second = tmp_path / "res2"

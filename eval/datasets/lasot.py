@@ -93,6 +93,8 @@ def _root_sequence(folder: Path, benchmark: str, attribute_root: Path | None) ->
 def load_lasot_like(root: Path, benchmark: str, split: str = "test") -> Benchmark:
     """Sequences of the test list when one is found (``split='test'``), else every sequence present."""
     root = Path(root)
+    if root.name == "annos" and (root / "absent").is_dir():
+        root = root.parent  # the toolkit's annos/ folder itself was given
     if is_toolkit_layout(root):
         available = {p.stem for p in (root / "annos").glob("*.txt")}
         list_file = _find_list(root)

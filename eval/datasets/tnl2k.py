@@ -93,6 +93,8 @@ def _toolkit_languages(root: Path) -> dict[str, str]:
 def load_tnl2k(root: Path, split: str = "test") -> Benchmark:
     """The 700 test videos when a test list is found (``split='test'``), else every video present."""
     root = Path(root)
+    if (root / "gt_rect").is_dir():
+        root = root.parent  # the toolkit's annos/ folder itself was given
     if (root / "annos" / "gt_rect").is_dir():
         available = {p.stem for p in (root / "annos" / "gt_rect").glob("*.txt")}
         list_file = _find_list(root)

@@ -45,7 +45,7 @@ class FusionConfig:
     grounder_params: dict[str, Any] = field(default_factory=dict)
     rpo: dict[str, Any] = field(default_factory=dict)  # RPOConfig fields
     rpo_cache: bool = True
-    cache_dir: str | None = None  # default: the user cache dir, subfolder rpo/
+    cache_dir: str | None = None  # default: rpo/ in $CHATTRACKER_CACHE or the user cache dir
     foreground: str | None = None  # given: skip RPO and use these descriptions
     background: str | None = None
     ground_every: int = 10  # periodic grounding interval in frames (0: only on triggers)
@@ -243,9 +243,14 @@ class ChatTracker:
     def _cache_dir(self) -> Path:
         if self.config.cache_dir:
             return Path(self.config.cache_dir)
+        import os
+
         import platformdirs
 
-        return Path(platformdirs.user_cache_dir("chattracker")) / "rpo"
+        from chattracker.weights import ENV_CACHE
+
+        root = os.environ.get(ENV_CACHE) or platformdirs.user_cache_dir("chattracker")
+        return Path(root) / "rpo"
 
     def _phrases(self) -> tuple[list[str], list[str]]:
         foreground = list(dict.fromkeys(d.foreground for d in self.descriptions if d.foreground))

@@ -182,3 +182,20 @@ def test_settings_are_validated_with_the_allowed_keys(weights_env):
         build_chattracker(build_tracker("csrt"), {"rpo": {"iters": 2}})
     with pytest.raises(ConfigError, match="unknown grounder"):
         build_chattracker(build_tracker("csrt"), {"grounder": "nope"})
+
+
+def test_cli_enhance_writes_the_annotated_video_with_descriptions(shared_data, weights_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("CHATTRACKER_CACHE", str(tmp_path / "cache"))  # RPO cache goes here, not the user's
+    sequence = real_sequences(shared_data)["Crossing"]
+    x, y, w, h = sequence.ground_truth[0]
+    out = tmp_path / "out"
+    code = cli_main(["track", str(sequence.frames), "--box", f"{x},{y},{w},{h}", "--tracker", "csrt", "--enhance",
+                     "--text", "a man crossing the street", "--max-frames", "15", "--out", str(out), "--no-progress"])
+    assert code == 0
+    report = json.loads((out / "track.json").read_text())
+    assert report["tracker"] == "chattracker:csrt" and len(report["frames"]) == 15
+    assert list((tmp_path / "cache" / "rpo").glob("*.json"))  # RPO ran once and was cached
+    video = cv2.VideoCapture(str(out / "annotated.mp4"))
+    count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+    video.release()
+    assert count == 15

@@ -44,12 +44,17 @@ def run(args: argparse.Namespace) -> int:
 
 def format_table(reports) -> str:
     first = reports[0]
-    lines = [f"{first.benchmark}, protocol {first.protocol}, {len(first.per_sequence) + len(first.missing)} sequences "
-             "in the benchmark", f"{'results':<32} {'seqs':>5} {'AUC':>7} {'P':>7} {'P_norm':>7} {'OP50':>7} {'OP75':>7}  missing"]
+    total = len(first.per_sequence) + len(first.missing)
+    lines = [f"{first.benchmark}, protocol {first.protocol}, {total} sequence(s) in the benchmark", f"{'results':<32} {'seqs':>5} {'AUC':>7} {'P':>7} {'P_norm':>7} {'OP50':>7} {'OP75':>7}  missing"]
     for report in reports:
         s = report.average.curves.summary()
         lines.append(f"{report.label[:32]:<32} {report.num_sequences:>5} {s['auc']:>7.2f} {s['precision']:>7.2f} "
                      f"{s['norm_precision']:>7.2f} {s['op50']:>7.2f} {s['op75']:>7.2f}  {len(report.missing)}")
+    for report in reports:
+        left_out = {k: report.num_sequences - v for k, v in report.average.used.items() if v < report.num_sequences}
+        if left_out:
+            lines.append(f"{report.label}: sequences with an all-zero curve are left out of that average, as the "
+                         f"toolkit does: {', '.join(f'{k} {v}' for k, v in left_out.items())}")
     for report in reports:
         if report.missing:
             shown = ", ".join(report.missing[:8]) + (" ..." if len(report.missing) > 8 else "")

@@ -35,9 +35,11 @@ class Registry(Generic[T]):
     def _load_builtins(self) -> None:
         if self._loaded:
             return
-        self._loaded = True
+        # Marked loaded only once every module imported, so a broken backend keeps failing loudly
+        # instead of leaving a silently empty registry behind.
         for module in self._builtin_modules:
             importlib.import_module(module)
+        self._loaded = True
 
     def names(self) -> list[str]:
         self._load_builtins()

@@ -142,7 +142,10 @@ class AnnotatedVideoWriter:
         lines = [status, *text_lines]
         for row, line in enumerate(lines):
             y = 18 + 16 * row
-            cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+            # A dark band, not a thick outline: Hershey glyph spacing grows with thickness, so an
+            # outline drawn thicker than the text does not line up with it.
+            (width, height), baseline = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+            cv2.rectangle(canvas, (3, y - height - 3), (9 + width, y + baseline), (0, 0, 0), cv2.FILLED)
             cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         self._writer.write(canvas)
 

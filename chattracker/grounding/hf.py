@@ -181,9 +181,11 @@ class HFGrounder:
         with torch.no_grad():
             outputs = self.model(**inputs)
         height, width = image.shape[:2]
+        # The processor takes its top-k before thresholding; k cannot exceed queries x classes.
+        limit = min(self.max_detections, int(np.prod(outputs.decoder_class_logits.shape[1:])))
         result = self.processor.post_process_grounded_object_detection(
             outputs, text_labels=phrases, threshold=self.box_threshold, nms_threshold=self.nms_threshold,
-            target_sizes=[(height, width)], max_num_det=self.max_detections,
+            target_sizes=[(height, width)], max_num_det=limit,
         )[0]
         xyxy = result["boxes"].float().cpu().numpy().reshape(-1, 4)
         scores = result["scores"].float().cpu().numpy().reshape(-1)

@@ -142,3 +142,11 @@ def test_registry_and_bad_input(weights_env: Path) -> None:
         YoloxGrounder(score_threshold=1.5)
     blank = grounder.ground(np.zeros((64, 64, 3), dtype=np.uint8), ["person"])
     assert len(blank) == 0 and blank.token_scores["person"][1].shape == (0, 1)
+
+
+def test_repeated_and_empty_phrases(grounder: YoloxGrounder, crossing) -> None:
+    image, _ = crossing
+    once = grounder.ground(image, "person")
+    twice = grounder.ground(image, ["person", " person ", ""])
+    assert set(twice.token_scores) == {"person"} and len(twice) == len(once) == 2
+    np.testing.assert_allclose(twice.boxes, once.boxes)

@@ -159,7 +159,8 @@ class YoloxGrounder:
         if isinstance(phrases, str):
             phrases = [phrases]
         found = self.detections(image)
-        parsed = [parse_phrase(p) for p in phrases]
+        parsed = [parse_phrase(p) for p in dict.fromkeys(p.strip() for p in phrases if p and p.strip())]
+        colors: dict[int, dict[str, float]] = {}  # detection row -> colour shares, shared by all phrases
         rows: list[int] = []
         labels: list[str] = []
         scores: list[float] = []
@@ -168,13 +169,13 @@ class YoloxGrounder:
             if not chosen:
                 logger.debug("yolox: no detection for %r (classes %s)", phrase.text, phrase.classes)
                 continue
-            matrix, final = self._word_scores(image, found, phrase, chosen)
+            _, final = self._word_scores(image, found, phrase, chosen, colors)
             for j in np.argsort(-final, kind="stable"):
                 rows.append(chosen[j])
                 labels.append(phrase.text)
                 scores.append(float(final[j]))
         token_scores = {
-            phrase.text: (list(phrase.words), self._word_scores(image, found, phrase, rows)[0]) for phrase in parsed
+            phrase.text: (list(phrase.words), self._word_scores(image, found, phrase, rows, colors)[0]) for phrase in parsed
         }
         boxes = found.boxes[rows] if rows else np.zeros((0, 4))
         return Proposals(boxes, np.asarray(scores), labels, token_scores)
@@ -191,7 +192,7 @@ class YoloxGrounder:
         return kept
 
     def _word_scores(
-        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int]
+        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int], colors: dict[int, dict[str, float]]
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(len(rows), len(words))`` support of each word for each box, and each box's final score.
 
@@ -215,7 +216,10 @@ class YoloxGrounder:
             if word == phrase.head:
                 matrix[:, column] = head_scores
             elif word in phrase.colors:
-                matrix[:, column] = [color_match(region_colors(image, b), word) for b in boxes]
+                for i, row in enumerate(rows):
+                    if row not in colors:
+                        colors[row] = region_colors(image, boxes[i])
+                matrix[:, column] = [color_match(colors[row], word) for row in rows]
                 attribute_columns.append(column)
             elif word in phrase.positions:
                 matrix[:, column] = [position_match(b, peers, phrase.positions[word], width, height) for b in boxes]

@@ -2,7 +2,7 @@
 
 Foreground: "[size] [colours] <category> [position]", e.g. "small white airplane at the top".
 The category comes from the detection that overlaps the box (a grounder with ``detect``, such as
-YOLOX), else from the user's text, else "object". Colours are those over-represented in the box
+YOLOX), else from one in an enlarged crop around the box, else from the user's text, else "object". Colours are those over-represented in the box
 compared with its surroundings. Background: the other detected objects, nearest first.
 
 Refinement with ``Feedback``: words that found other objects are dropped (except the category,
@@ -31,6 +31,7 @@ from chattracker.types import Box, Description, Frame, Proposals
 logger = logging.getLogger(__name__)
 
 MATCH_IOU = 0.3  # a detection overlapping the box this much is taken to be the target
+ZOOM_CONTEXT = 3.0  # crop side / box side when looking again at a target too small to detect
 MIN_COLOR_SHARE = 0.2  # a colour must cover this much of the box centre to be named
 DISTINCT_RATIO = 1.5  # ... and be this much more common inside than around the box
 DOMINANT_SHARE = 0.45  # a colour this common inside is named even when the surroundings share it
@@ -81,6 +82,10 @@ class AttributesDescriber:
         ious = np.array([box.iou(found.box(i)) for i in range(len(found))])
         target = int(np.argmax(ious)) if len(found) and ious.max() >= MATCH_IOU else None
         category, detected = self._category(found, target, text)
+        if target is None:
+            zoomed = self._zoomed_label(image, box)
+            if zoomed is not None:
+                category, detected = self._category(Proposals(np.zeros((1, 4)), [1.0], [zoomed]), 0, text)
 
         inside, around = region_colors(image, box), surrounding_colors(image, box)
         colors = [c for c in color_names() if inside[c] >= MIN_COLOR_SHARE and inside[c] > DISTINCT_RATIO * around[c]]
@@ -110,6 +115,24 @@ class AttributesDescriber:
         background = list(dict.fromkeys(found.labels[i] for i in others if found.labels[i] not in own))
         return TargetFacts(category, detected, colors, position, size, separating,
                            background[: self.max_background], len(same))
+
+    def _zoomed_label(self, image: Frame, box: Box) -> str | None:
+        """Class of the target seen in an enlarged crop around it: small objects (a 41x16 airplane)
+        that the detector misses at frame scale are found once the crop is scaled to its input."""
+        detect = getattr(self.grounder, "detect", None)
+        if not callable(detect):
+            return None
+        height, width = image.shape[:2]
+        region = box.scaled(ZOOM_CONTEXT).clip(width, height)
+        x1, y1, x2, y2 = (int(round(v)) for v in region.to_xyxy())
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return None
+        found = detect(np.ascontiguousarray(image[y1:y2, x1:x2]))
+        local = Box(box.x - x1, box.y - y1, box.w, box.h)
+        ious = [local.iou(found.box(i)) for i in range(len(found))]
+        if not ious or max(ious) < MATCH_IOU:
+            return None
+        return found.labels[int(np.argmax(ious))]
 
     @staticmethod
     def _category(found: Proposals, target: int | None, text: str | None) -> tuple[str, bool]:

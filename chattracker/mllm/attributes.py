@@ -1,15 +1,18 @@
 """Weight-free, deterministic describer: what a detector and a colour table can say about the box.
 
-Foreground: "[size] [colours] <category> [position]", e.g. "small white airplane at the top".
-The category comes from the detection that overlaps the box (a grounder with ``detect``, such as
-YOLOX), else from one in an enlarged crop around the box, else from the user's text, else "object". Colours are those over-represented in the box
-compared with its surroundings. Background: the other detected objects, nearest first.
+Foreground: "[size] [colours] <category> [position]", e.g. "small white airplane at the top"
+("person in black on the right" for people, whose colours are their clothes). The category comes
+from the detection that overlaps the box (a grounder with ``detect``, such as YOLOX), else from one
+in an enlarged crop around the box, else from the user's text, else "object". Colours are those
+over-represented in the box compared with its surroundings. Background: the other detected
+objects, nearest first, never the target's own class.
 
 Refinement with ``Feedback``: words that found other objects are dropped (except the category,
 which is needed to find anything), and attributes that separate the target from the other
 detections of its class (position, size, colour) are added. With a grounder that can ``ground``,
 the candidate phrases are checked on the frame and the one whose best box is the target wins
-(ties: the shorter phrase), so the describer's own output is verifiable and repeatable.
+(then the widest score gap to other boxes, then untried and shorter phrases), so the describer's
+own output is verifiable and repeatable.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ those files by the official LaSOT/TNL2K protocol (``chattracker_eval``, DESIGN.m
 
     uv run python bench/fusion.py                      # the four real sequences, default settings
     uv run python bench/fusion.py --start 200          # unseen starts: initialise at frame 201
+    uv run python bench/fusion.py --reverse            # unseen video: every sequence played backwards
     uv run python bench/fusion.py --set selection=oracle --set ground_every=5   # ablations
 
 Prints a table, then one JSON object.
@@ -151,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one fusion setting")
     parser.add_argument("--sequences", help="comma-separated subset of Crossing,Woman,bag,airplane-1")
     parser.add_argument("--start", type=int, default=0, help="initialise at this 0-based frame (unseen-start check)")
+    parser.add_argument("--reverse", action="store_true",
+                        help="play every sequence backwards (from its last frame): a different video for an unseen check")
     parser.add_argument("--no-text", action="store_true", help="do not pass the sequences' language as initial text")
     parser.add_argument("--out", default="runs/bench_fusion", help="folder for the result files")
     parser.add_argument("--no-progress", action="store_true")
@@ -168,8 +171,11 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise SystemExit(f"bench: unknown sequence(s) {', '.join(unknown)}")
         sequences = [s for s in sequences if s.name in wanted]
+    if args.reverse:
+        sequences = [BenchSequence(s.name, s.frames[::-1], s.ground_truth[::-1].copy(), s.absent[::-1].copy(), s.language)
+                     for s in sequences]
     sequences = [s for s in sequences if args.start < len(s.ground_truth) - 1]
-    out = Path(args.out) / (f"start{args.start}" if args.start else "full")
+    out = Path(args.out) / (("reverse-" if args.reverse else "") + (f"start{args.start}" if args.start else "full"))
 
     rows = {s.name: run_pair(s, settings, args.start, not args.no_text, out, not args.no_progress) for s in sequences}
     summary: dict[str, Any] = {}
@@ -184,12 +190,12 @@ def main(argv: list[str] | None = None) -> int:
             "auc_above_base_somewhere": any(r["chattracker"]["auc"] > r["base"]["auc"] for r in rows.values()),
             "fps_ratio_at_least_half": summary["fps_ratio"] >= 0.5}
     report = {"protocol": "official", "base": "nanotrack_v2", "wrapped": "chattracker(nanotrack_v2)",
-              "settings": settings, "start": args.start, "results": str(out), "sequences": rows,
+              "settings": settings, "start": args.start, "reverse": args.reverse, "results": str(out), "sequences": rows,
               "average": summary, "done_when": done}
 
     header = f"{'sequence':<12} {'frames':>6} {'AUC base':>9} {'AUC chat':>9} {'P base':>7} {'P chat':>7} " \
              f"{'fps base':>9} {'fps chat':>9} {'ratio':>6} {'rounds':>6}  events"
-    print(f"protocol: official; start frame {args.start + 1}")
+    print(f"protocol: official; start frame {args.start + 1}" + (" of the reversed sequences" if args.reverse else ""))
     print(header)
     for name, r in rows.items():
         events = ", ".join(f"{e['event']}@{e['frame']}" for e in r["events"]) or "-"

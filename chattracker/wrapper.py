@@ -203,7 +203,8 @@ class ChatTracker:
 
         grounded = self._ground(frame, base_box, prior)
         decision = self._verify(frame, base_box, base_score, prior, grounded)
-        if decision.reinitialize and decision.box is not None and self.config.reinit_size == "memory":
+        if (decision.reinitialize and decision.box is not None and self.config.reinit_size == "memory"
+                and not decision.keep_size):
             decision = dataclasses.replace(decision, box=self._remembered_size(decision.box))
         if stand_in and decision.box is base_box:
             decision = dataclasses.replace(decision, box=None, reason="absent (base reports none)")
@@ -283,6 +284,7 @@ class ChatTracker:
         proposals = [Candidate(b, label, s) for b, s, label in grounded.foreground]
         for candidate, track in zip(proposals, self.association.update([p.box for p in proposals])):
             candidate.persistent = track.hits >= 2
+            candidate.hits = track.hits
         kalman = self._kalman
         assert kalman is not None
         self.verifier.score(frame, [base, *proposals], self.memory, prior, [b for b, _, _ in grounded.background],

@@ -152,3 +152,27 @@ def test_search_region_is_square_clipped_and_at_least_the_minimum():
     assert thin.w == pytest.approx(200) and math.isclose(thin.h, 200)
     corner = search_region(Box(0, 0, 30, 30), 360, 240, scale=2.0, minimum=128)
     assert corner.x == 0 and corner.y == 0 and corner.w < 128
+
+
+def test_scale_drift_is_corrected_only_by_a_persistent_same_shaped_proposal(crossing):
+    frames, truth = crossing
+    memory = AppearanceMemory()
+    memory.add(frames[0], Box.from_any(truth[0]))
+    target = Box.from_any(truth[50])
+    grown = target.scaled(1.7)  # the base box grew around the target (area x2.9)
+    verifier = Verifier(VerificationConfig())
+
+    def decide(proposal: Candidate):
+        base = Candidate(grown, "base", 0.0, appearance=0.9, motion=1.0, total=2.0)
+        return verifier.decide(base, [proposal], 0.95, memory)
+
+    tight = Candidate(target, "person", 0.7, appearance=0.8, motion=0.2, total=1.0, persistent=True, hits=2)
+    decision = decide(tight)
+    assert decision.reinitialize and decision.keep_size and decision.box is target
+    assert decision.reason == "recovered (scale drift)"
+    once = Candidate(target, "person", 0.7, appearance=0.8, total=1.0, hits=1)
+    assert not decide(once).reinitialize  # seen in one round only
+    upper_half = Box(target.x, target.y, target.w, target.h / 2)  # a partial detection: another shape
+    assert not decide(Candidate(upper_half, "person", 0.7, appearance=0.8, total=1.0, hits=3)).reinitialize
+    unsure = Candidate(target, "person", 0.3, appearance=0.8, total=1.0, hits=3)
+    assert not decide(unsure).reinitialize  # the grounder is not confident

@@ -39,6 +39,9 @@ class VerificationConfig:
     low_score: float = 0.5  # base confidence below this is a sign of loss
     motion_gate: float = 1.0  # base motion distance above this is a sign of loss
     size_ratio: float = 1.6  # base area this far from the remembered size is a sign of drift
+    drift_rounds: int = 2  # rounds a proposal inside a much larger base box must persist to correct its scale
+    drift_aspect: float = 1.4  # ... whose aspect ratio is within this factor of the remembered one (a
+    # partial detection of the target, cut by occlusion or the frame, has another shape)
     appearance_drop: float = 0.15  # base appearance this much below the proposal's is a sign of loss
     confirm_iou: float = 0.6  # a proposal this close to the base box confirms it
     confirm_score: float = 0.5
@@ -58,6 +61,7 @@ class Candidate:
     background: float = 0.0
     total: float = 0.0
     persistent: bool = False
+    hits: int = 1  # consecutive grounding rounds this candidate was found in
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Decision:
     candidates: list[Candidate] = field(default_factory=list)
     chosen: Candidate | None = None
     confirming: Candidate | None = None  # the proposal that confirmed the base box, if any
+    keep_size: bool = False  # re-initialise with the chosen box's own size (a scale correction)
 
 
 class Verifier:
@@ -112,6 +117,9 @@ class Verifier:
             switch = chosen is not base and chosen.box.iou(base.box) < c.switch_iou
             return Decision(chosen.box, switch, confirmed, c.selection, candidates, chosen)
 
+        drift = self._scale_drift(base, proposals, memory)
+        if drift is not None:
+            return Decision(drift.box, True, False, "recovered (scale drift)", candidates, drift, keep_size=True)
         lost_signs = self._lost_signs(base, base_score, memory)
         credible = [p for p in proposals
                     if p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
@@ -127,6 +135,30 @@ class Verifier:
             return Decision(None, False, False, "absent", candidates, None)
         return Decision(base.box, False, confirmed, "confirmed" if confirmed else "kept", candidates, base,
                         confirming)
+
+    def _scale_drift(self, base: Candidate, proposals: list[Candidate], memory: AppearanceMemory) -> Candidate | None:
+        """A confident, familiar-looking proposal found round after round *inside* a base box that is
+        much larger: the base box grew around the target (its template was taken at another scale).
+        The motion prior cannot see this, since it follows the base's slow drift; the grounder can."""
+        c = self.config
+        if not memory.boxes:
+            return None
+        width, height = memory.typical_size()
+        aspect = width / max(height, 1e-6)
+
+        def same_shape(box: Box) -> bool:
+            ratio = (box.w / max(box.h, 1e-6)) / max(aspect, 1e-6)
+            return max(ratio, 1.0 / max(ratio, 1e-6)) <= c.drift_aspect
+
+        def centre_inside(inner: Box, outer: Box) -> bool:
+            x, y = inner.center
+            return outer.x <= x <= outer.x + outer.w and outer.y <= y <= outer.y + outer.h
+
+        inside = [p for p in proposals
+                  if p.hits >= c.drift_rounds and p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
+                  and base.box.area >= c.size_ratio * p.box.area and centre_inside(p.box, base.box)
+                  and same_shape(p.box)]
+        return max(inside, key=lambda p: p.total, default=None)
 
     def _lost_signs(self, base: Candidate, base_score: float | None, memory: AppearanceMemory) -> list[str]:
         c = self.config
@@ -144,3 +176,4 @@ class Verifier:
         if base.appearance < c.min_appearance:
             signs.append("appearance")
         return signs
+

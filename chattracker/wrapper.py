@@ -168,6 +168,7 @@ class ChatTracker:
         self._kalman = BoxKalman(box)
         self.schedule.reset(0)
         self.association.reset()
+        self.verifier.reset()
         self.events = []
         self._last_refresh = self._last_redescribe = 0
         self.grounding_seconds, self.grounding_rounds = 0.0, 0
@@ -285,6 +286,7 @@ class ChatTracker:
         for candidate, track in zip(proposals, self.association.update([p.box for p in proposals])):
             candidate.persistent = track.hits >= 2
             candidate.hits = track.hits
+            candidate.identity = track.identity
         kalman = self._kalman
         assert kalman is not None
         self.verifier.score(frame, [base, *proposals], self.memory, prior, [b for b, _, _ in grounded.background],

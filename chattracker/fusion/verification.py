@@ -39,7 +39,8 @@ class VerificationConfig:
     low_score: float = 0.5  # base confidence below this is a sign of loss
     motion_gate: float = 1.0  # base motion distance above this is a sign of loss
     size_ratio: float = 1.6  # base area this far from the remembered size is a sign of drift
-    drift_rounds: int = 2  # rounds a proposal inside a much larger base box must persist to correct its scale
+    drift_rounds: int = 2  # consecutive rounds a proposal must be found inside a much larger base box
+    # before the base box is corrected to it
     drift_aspect: float = 1.4  # ... whose aspect ratio is within this factor of the remembered one (a
     # partial detection of the target, cut by occlusion or the frame, has another shape)
     appearance_drop: float = 0.15  # base appearance this much below the proposal's is a sign of loss
@@ -62,6 +63,7 @@ class Candidate:
     total: float = 0.0
     persistent: bool = False
     hits: int = 1  # consecutive grounding rounds this candidate was found in
+    identity: int = 0  # its identity across rounds (association), 0 when unknown
 
 
 @dataclass
@@ -85,6 +87,11 @@ class Verifier:
             raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {config.selection!r}")
         self.config = config
         self._random = random.Random(config.seed)
+        self._drift_streak: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self._random = random.Random(self.config.seed)
+        self._drift_streak = {}
 
     def score(self, frame: Frame, candidates: list[Candidate], memory: AppearanceMemory, prior: Box,
               background: list[Box], motion_distance) -> None:
@@ -155,10 +162,14 @@ class Verifier:
             return outer.x <= x <= outer.x + outer.w and outer.y <= y <= outer.y + outer.h
 
         inside = [p for p in proposals
-                  if p.hits >= c.drift_rounds and p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
+                  if p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
                   and base.box.area >= c.size_ratio * p.box.area and centre_inside(p.box, base.box)
                   and same_shape(p.box)]
-        return max(inside, key=lambda p: p.total, default=None)
+        # The same object must be found inside the oversized base box round after round: one such
+        # round is as likely a partial detection (an occluded target) as a drifting box.
+        self._drift_streak = {p.identity: self._drift_streak.get(p.identity, 0) + 1 for p in inside}
+        ready = [p for p in inside if self._drift_streak[p.identity] >= c.drift_rounds]
+        return max(ready, key=lambda p: p.total, default=None)
 
     def _lost_signs(self, base: Candidate, base_score: float | None, memory: AppearanceMemory) -> list[str]:
         c = self.config

@@ -199,3 +199,34 @@ def test_cli_enhance_writes_the_annotated_video_with_descriptions(shared_data, w
     count = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
     video.release()
     assert count == 15
+
+
+def test_nanotrack_template_refreshed_when_the_airplane_grows(shared_data, weights_env, grounder, tmp_path):
+    """LaSOT airplane-1: the landing airplane grows ~5x in area over the clip; NanoTrack's frame-1
+    template stops fitting and it drifts off near the end. The wrapper replaces the template with
+    grounding-confirmed boxes at the new scale and keeps the airplane."""
+    sequence = real_sequences(shared_data)["airplane-1"]
+    files, truth = list_images(sequence.frames)[:600], sequence.ground_truth[:600]
+    first = Box.from_any(truth[0])
+    text = (shared_data / "lasot_airplane-1_clip600/airplane/airplane-1/nlp.txt").read_text().strip()
+    plain = build_tracker("nanotrack_v2")
+    wrapped = build_chattracker(build_tracker("nanotrack_v2"), settings(tmp_path))
+    wrapped.grounder = grounder
+    plain_boxes, wrapped_boxes = [first.to_list()], [first.to_list()]
+    for index, file in enumerate(files):  # streamed: 600 decoded frames would hold 400 MB
+        frame = read_image(file)
+        if index == 0:
+            plain.initialize(frame, first, text)
+            wrapped.initialize(frame, first, text)
+            continue
+        plain_boxes.append(plain.track(frame).box.to_list())
+        wrapped_boxes.append(wrapped.track(frame).box.to_list())
+    assert "airplane" in wrapped.descriptions[0].foreground
+    assert [e["event"] for e in wrapped.events] == ["refresh", "refresh"], wrapped.events
+    index = wrapped.events[0]["frame"] - 1
+    assert Box.from_any(wrapped.events[0]["box"]).area > 1.5 * first.area  # refreshed because the target grew
+    np.testing.assert_allclose(wrapped_boxes[:index], plain_boxes[:index])  # identical until then
+    assert success_auc(np.array(wrapped_boxes), truth) > success_auc(np.array(plain_boxes), truth) + 0.03
+    end = slice(570, 600)  # where the plain tracker has lost the airplane
+    assert np.mean([Box.from_any(b).iou(Box.from_any(t)) for b, t in zip(wrapped_boxes[end], truth[end])]) > 0.5
+    assert np.mean([Box.from_any(b).iou(Box.from_any(t)) for b, t in zip(plain_boxes[end], truth[end])]) < 0.1

@@ -158,6 +158,14 @@ class ExpertCache:
                 self._drop(entry)
             return None
 
+    def touch(self, layer: int, experts: list[int]) -> None:
+        """Mark present experts as recently referenced (without pinning), e.g. because they are predicted next."""
+        with self.cond:
+            for expert in reversed(experts):  # the best-ranked ends most recent
+                entry = self.entries.get((layer, expert))
+                if entry is not None and entry.error is None:
+                    self.policies[layer].touch(expert)
+
     def reserve(self, layer: int, expert: int, prefetch: bool) -> Entry | None:
         """Claim a slot for a load (evicting if needed); None if the expert is present or every slot is pinned."""
         with self.cond:

@@ -126,7 +126,7 @@ class OffloadEngine:
         self.calls = 0  # MoE layer calls so far; orders IO jobs
         self.pending: dict[int, set[int]] = {}  # position -> predicted set awaiting the router's real choice
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
-        self._last_entry: tuple[int, float] | None = None
+        self._last_entry: tuple[int, float, float] | None = None
         self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     # ---- set-up ---------------------------------------------------------------------------------------------
@@ -188,9 +188,10 @@ class OffloadEngine:
         now = time.perf_counter()
         tokens = hidden_states.shape[0]
         if tokens == 1 and self._last_entry is not None and self._last_entry[0] == position - 1:
-            gap = now - self._last_entry[1]
+            # compute time of one layer: the gap between MoE calls minus the time spent blocked on IO in between
+            gap = now - self._last_entry[1] - (self.stats.io_wait_s - self._last_entry[2])
             self.layer_seconds = gap if not self.layer_seconds else 0.8 * self.layer_seconds + 0.2 * gap
-        self._last_entry = (position, now)
+        self._last_entry = (position, now, self.stats.io_wait_s)
         call = self.calls = self.calls + 1
         if position == 0 and tokens > 1:
             self.predictor.begin_request()
@@ -273,12 +274,16 @@ class OffloadEngine:
             return
         if prediction.pooled:
             limit = capacity
-        elif self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
-            # Fate decode: as many ranked experts as can arrive within one layer's compute time (at least top-k)
-            limit = max(self.top_k, int(self.layer_seconds / self.io.load_seconds))
         else:
-            limit = self.top_k
-        limit = min(limit, capacity)
+            limit = min(self.top_k, capacity)
+            if self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
+                # Fate decode: beyond the predicted top-k, runner-ups only while the loads still fit in one layer's
+                # compute time; loads that cannot arrive in time would only delay the real misses and evict
+                missing = sum((layer, e) not in self.cache.entries for e in prediction.ranking[:limit])
+                spare = int(self.layer_seconds / self.io.load_seconds) - missing
+                limit = min(capacity, limit + max(0, spare))
+        # predicted experts already present count as referenced, so this layer's prefetches evict others first
+        self.cache.touch(layer, prediction.ranking[:limit])
         for rank, expert in enumerate(prediction.ranking[:limit]):
             entry = self.cache.reserve(layer, expert, prefetch=True)
             if entry is not None:

@@ -208,7 +208,13 @@ class ChatTracker:
                 and not decision.keep_size):
             decision = dataclasses.replace(decision, box=self._remembered_size(decision.box))
         if stand_in and decision.box is base_box:
-            decision = dataclasses.replace(decision, box=None, reason="absent (base reports none)")
+            if decision.confirming is not None:
+                # The base lost the target but the grounder finds it where motion expects it.
+                decision = dataclasses.replace(decision, box=decision.confirming.box, reinitialize=True,
+                                               confirmed=False, chosen=decision.confirming,
+                                               reason="recovered (base reports none)")
+            else:
+                decision = dataclasses.replace(decision, box=None, reason="absent (base reports none)")
         self._absent = decision.box is None
         self._act(frame, decision)
         if decision.box is not None:

@@ -230,3 +230,33 @@ def test_nanotrack_template_refreshed_when_the_airplane_grows(shared_data, weigh
     end = slice(570, 600)  # where the plain tracker has lost the airplane
     assert np.mean([Box.from_any(b).iou(Box.from_any(t)) for b, t in zip(wrapped_boxes[end], truth[end])]) > 0.5
     assert np.mean([Box.from_any(b).iou(Box.from_any(t)) for b, t in zip(plain_boxes[end], truth[end])]) < 0.1
+
+
+class GivesUpTracker:
+    """pytracking-style: follows the ground truth, then reports no box from frame ``at`` on (it lost the target)."""
+
+    def __init__(self, truth, at: int) -> None:
+        self.truth, self.at, self.index = truth, at, 0
+
+    def initialize(self, image, info):
+        self.index = 0
+
+    def track(self, image, info=None):
+        self.index += 1
+        if self.index >= self.at:
+            return {"target_bbox": None, "score": 0.0}
+        return {"target_bbox": list(self.truth[self.index]), "score": 0.9}
+
+
+def test_base_reporting_no_box_is_recovered_where_the_target_still_is(crossing, grounder, tmp_path):
+    frames, truth = crossing
+    inner = GivesUpTracker(truth, at=15)
+    wrapped = ChatTracker(PytrackingAdapter(inner), grounder=grounder,
+                          config=FusionConfig.from_dict(settings(tmp_path, foreground="person", background="car")))
+    results = run(wrapped, frames[:30], Box.from_any(truth[0]))
+    assert all(r.box is not None for r in results[:15])
+    recovered = [e for e in wrapped.events if e["event"] == "reinitialize"]
+    assert recovered and recovered[0]["reason"] == "recovered (base reports none)" and recovered[0]["frame"] <= 19
+    index = recovered[0]["frame"] - 1
+    assert results[index].box.iou(Box.from_any(truth[index])) > 0.5
+    assert inner.index == 30 - index - 1  # the base was re-initialised there (its counter restarted)

@@ -9,6 +9,7 @@ those files by the official LaSOT/TNL2K protocol (``chattracker_eval``, DESIGN.m
     uv run python bench/fusion.py --start 200          # unseen starts: initialise at frame 201
     uv run python bench/fusion.py --reverse            # unseen video: every sequence played backwards
     uv run python bench/fusion.py --set selection=oracle --set ground_every=5   # ablations
+    uv run python bench/fusion.py --base csrt          # another base tracker
 
 Prints a table, then one JSON object.
 """
@@ -80,15 +81,15 @@ def real_sequences(data: Path) -> list[BenchSequence]:
 
 
 def run_pair(sequence: BenchSequence, settings: dict[str, Any], start: int, use_text: bool,
-             out: Path, progress: bool) -> dict[str, Any]:
+             out: Path, progress: bool, base_name: str = "nanotrack_v2") -> dict[str, Any]:
     """Track ``sequence`` from frame ``start`` with the base and the wrapped tracker, interleaved."""
     frames = [read_image(f) for f in sequence.frames[start:]]  # decoded up front: not timed
     truth = sequence.ground_truth[start:]
     absent = sequence.absent[start:]
     text = sequence.language or None if use_text else None
     init = Box.from_any(truth[0])
-    base = build_tracker("nanotrack_v2")
-    wrapped: ChatTracker = build_chattracker(build_tracker("nanotrack_v2"), settings)
+    base = build_tracker(base_name)
+    wrapped: ChatTracker = build_chattracker(build_tracker(base_name), settings)
     if wrapped.config.verification.selection == "oracle":
         wrapped.set_ground_truth(truth)  # analysis only: the oracle picks by ground truth
     base.initialize(frames[0], init, text)
@@ -150,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="YAML tracker config whose 'chattracker' section gives the fusion settings "
                                          "(default: the built-in defaults, as configs/chattracker.yaml)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one fusion setting")
+    parser.add_argument("--base", default="nanotrack_v2", help="registered base tracker (default nanotrack_v2)")
     parser.add_argument("--sequences", help="comma-separated subset of Crossing,Woman,bag,airplane-1")
     parser.add_argument("--start", type=int, default=0, help="initialise at this 0-based frame (unseen-start check)")
     parser.add_argument("--reverse", action="store_true",
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     sequences = [s for s in sequences if args.start < len(s.ground_truth) - 1]
     out = Path(args.out) / (("reverse-" if args.reverse else "") + (f"start{args.start}" if args.start else "full"))
 
-    rows = {s.name: run_pair(s, settings, args.start, not args.no_text, out, not args.no_progress) for s in sequences}
+    rows = {s.name: run_pair(s, settings, args.start, not args.no_text, out / args.base, not args.no_progress, args.base)
+            for s in sequences}
     summary: dict[str, Any] = {}
     for kind in ("base", "chattracker"):
         average = average_official([rows[n][kind].pop("curves") for n in rows]).curves
@@ -189,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     done = {"auc_not_below_base_everywhere": all(r["chattracker"]["auc"] >= r["base"]["auc"] for r in rows.values()),
             "auc_above_base_somewhere": any(r["chattracker"]["auc"] > r["base"]["auc"] for r in rows.values()),
             "fps_ratio_at_least_half": summary["fps_ratio"] >= 0.5}
-    report = {"protocol": "official", "base": "nanotrack_v2", "wrapped": "chattracker(nanotrack_v2)",
+    report = {"protocol": "official", "base": args.base, "wrapped": f"chattracker({args.base})",
               "settings": settings, "start": args.start, "reverse": args.reverse, "results": str(out), "sequences": rows,
               "average": summary, "done_when": done}
 

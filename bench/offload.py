@@ -195,6 +195,10 @@ def run_one(job: dict) -> dict:
     torch.manual_seed(0)
     size, method = job["size"], job["method"]
     model_dir, store_dir = Path(job["model_dir"]), Path(job["store_dir"])
+    import transformers  # import everything the run will need first: library code is not model memory
+    from transformers import Qwen3VLMoeForConditionalGeneration  # noqa: F401
+    from transformers.generation import utils  # noqa: F401
+
     gc.collect()
     rss_before = psutil.Process().memory_info().rss
     sampler = _RSSPeak()

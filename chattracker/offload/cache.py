@@ -62,6 +62,9 @@ class LRUPolicy:
     def insert(self, key: int) -> None:
         self.order[key] = None
 
+    def discard(self, key: int) -> None:
+        self.order.pop(key, None)
+
     def victim(self, incoming: int, evictable: Callable[[int], bool]) -> int | None:
         for key in self.order:
             if evictable(key):
@@ -100,6 +103,11 @@ class ARCPolicy:
             self.b1.popitem(last=False)
         while len(self.t1) + len(self.t2) + len(self.b1) + len(self.b2) > 2 * self.capacity and self.b2:
             self.b2.popitem(last=False)
+
+    def discard(self, key: int) -> None:
+        """Forget a key without a ghost entry (it was never referenced)."""
+        self.t1.pop(key, None)
+        self.t2.pop(key, None)
 
     def victim(self, incoming: int, evictable: Callable[[int], bool]) -> int | None:
         prefer_t1 = self.t1 and (len(self.t1) > self.target or (incoming in self.b2 and len(self.t1) == int(self.target)))
@@ -172,7 +180,11 @@ class ExpertCache:
             if (layer, expert) in self.entries:
                 return None
             if self.count[layer] >= self.capacities[layer]:
-                victim = self.policies[layer].victim(expert, lambda key: self._evictable(layer, key))
+                victim = self._stale_prefetch(layer)
+                if victim is not None:
+                    self.policies[layer].discard(victim)
+                else:
+                    victim = self.policies[layer].victim(expert, lambda key: self._evictable(layer, key))
                 if victim is None:
                     return None
                 self._drop(self.entries[(layer, victim)])
@@ -185,6 +197,13 @@ class ExpertCache:
                 raise AssertionError(f"expert cache over budget: {self.resident_bytes} > {self.budget_bytes}")
             self.stats.peak_resident_bytes = max(self.stats.peak_resident_bytes, self.resident_bytes)
             return entry
+
+    def _stale_prefetch(self, layer: int) -> int | None:
+        """A finished prefetch that was never used: a wrong prediction, evicted before anything the router chose."""
+        for (lay, expert), entry in self.entries.items():
+            if lay == layer and entry.prefetched and not entry.used and entry.ready and entry.pins == 0:
+                return expert
+        return None
 
     def _evictable(self, layer: int, expert: int) -> bool:
         entry = self.entries[(layer, expert)]

@@ -12,6 +12,7 @@ first description. Every prompt, reply, grounding and error is kept in a JSON-re
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import logging
 import re
@@ -313,10 +314,18 @@ def component_identity(component: Any, depth: int = 0) -> Any:
     return info
 
 
+def _package_version() -> str:
+    try:
+        return importlib.metadata.version("chattracker")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def rpo_cache_key(image: Frame, box: Box, describer: Describer, grounder: Grounder, config: RPOConfig,
                   initial_text: str | None = None, sequence: str | None = None) -> str:
-    """Cache key: sequence name (readable) + hash of image, box, describer, grounder, config and text."""
-    payload = json.dumps({"image": image_digest(image), "box": [round(v, 3) for v in Box.from_any(box).to_list()],
+    """Cache key: sequence name (readable) + hash of image, box, describer, grounder, config, text and
+    the package version (a new release of the describers must not reuse old descriptions)."""
+    payload = json.dumps({"version": _package_version(), "image": image_digest(image), "box": [round(v, 3) for v in Box.from_any(box).to_list()],
                           "describer": component_identity(describer), "grounder": component_identity(grounder),
                           "config": asdict(config), "initial_text": initial_text}, sort_keys=True, default=str)
     prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", sequence or "rpo")[:60]

@@ -106,7 +106,7 @@ class OffloadEngine:
 
     def __init__(self, store: ExpertStore, budget_bytes: int, method: str = "fate", *, allocation: str | None = None,
                  policy: str | None = None, prefetch: str | None = None, io_threads: int = 2, resident_layers: int = 4,
-                 top_k: int | None = None, device: str | torch.device = "cpu") -> None:
+                 top_k: int | None = None, device: str | torch.device = "cpu", min_precision: float = 0.5) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown offload method {method!r}; choose from {', '.join(METHODS)}")
         default_allocation, default_policy, default_prefetch = METHODS[method]
@@ -124,7 +124,9 @@ class OffloadEngine:
         self.predictor: Predictor = Predictor()
         self.io = _IOPool(self, io_threads)
         self.calls = 0  # MoE layer calls so far; orders IO jobs
-        self.pending: dict[int, set[int]] = {}  # position -> predicted set awaiting the router's real choice
+        self.pending: dict[int, tuple[set[int], list[int]]] = {}  # position -> prediction awaiting the router
+        self.rank_counts: dict[int, list[list[int]]] = {}  # layer -> per decode rank [predictions, right]
+        self.min_precision = min_precision
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
         self._last_entry: tuple[int, float, float] | None = None
         self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -200,7 +202,13 @@ class OffloadEngine:
         used = torch.unique(flat[flat < num_experts]).tolist()
         predicted = self.pending.pop(position, None)
         if predicted is not None:
-            self.stats.record_prediction(layer, predicted, set(used))
+            predicted_set, ranking = predicted
+            self.stats.record_prediction(layer, predicted_set, set(used))
+            counts = self.rank_counts.setdefault(layer, [[0, 0] for _ in range(self.store.num_experts)])
+            chosen = set(used)
+            for rank, expert in enumerate(ranking):
+                counts[rank][0] += 1
+                counts[rank][1] += expert in chosen
         self.predictor.observe(position, top_k_index)
 
         ready, waiting, missing = deque(), [], deque()
@@ -266,8 +274,9 @@ class OffloadEngine:
         prediction = self.predictor.predict(position, hidden_states)
         if prediction is None:
             return
-        self.pending[position + 1] = prediction.predicted
         layer = self.store.layers[position + 1]
+        self.pending[position + 1] = (prediction.predicted, [] if prediction.pooled else
+                                      prediction.ranking[: self.capacities[layer]])
         capacity = self.capacities[layer]
         if capacity >= self.store.num_experts and all(
                 (layer, e) in self.cache.entries for e in range(self.store.num_experts)):
@@ -284,7 +293,12 @@ class OffloadEngine:
                 limit = min(capacity, limit + max(0, spare))
         # predicted experts already present count as referenced, so this layer's prefetches evict others first
         self.cache.touch(layer, prediction.ranking[:limit])
+        counts = self.rank_counts.get(layer) if self.prefetch_name == "fate" and not prediction.pooled else None
         for rank, expert in enumerate(prediction.ranking[:limit]):
+            if counts and counts[rank][0] >= 8 and counts[rank][1] < self.min_precision * counts[rank][0]:
+                # this rank has been right less often than min_precision: fetching it would mostly waste a read
+                # (bandwidth, and CPU on a small machine) that a demand load avoids when the guess is wrong
+                continue
             entry = self.cache.reserve(layer, expert, prefetch=True)
             if entry is not None:
                 self.io.submit(entry, call + 1, demand=False, rank=rank)

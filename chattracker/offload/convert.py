@@ -83,6 +83,8 @@ class _ExpertReader:
     def _slice(self, key: str, index: int | None = None) -> torch.Tensor:
         path = self.files[key]
         if path not in self._handles:
+            # one shard mapped at a time: pages of a mapped file count in RSS until it is closed
+            self._handles.clear()
             self._handles[path] = safe_open(path, "pt")
         sliced = self._handles[path].get_slice(key)
         return (sliced[index] if index is not None else sliced[:]).to(torch.float32)

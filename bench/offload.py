@@ -17,6 +17,7 @@ import json
 import math
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -282,6 +283,8 @@ def run_one(job: dict) -> dict:
         row["expert_layers_in_memory"] = layers_in_memory
     del model, engine
     gc.collect()
+    if offload_dir is not None:  # accelerate's offload folder holds every expert in float32 (GBs)
+        shutil.rmtree(offload_dir, ignore_errors=True)
     return row
 
 
@@ -438,7 +441,7 @@ def main() -> None:
     report = {
         "mode": "quick" if args.quick else "full",
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-                    "note": "shared machine: other jobs were using the same 2 CPU cores, timings are noisy"},
+                    "load_average_1min_at_end": os.getloadavg()[0]},
         "model": {"class": "Qwen3VLMoeForConditionalGeneration (random weights)", **{k: size[k] for k in (
             "hidden", "width", "layers", "experts", "top_k", "prompt", "decode", "accelerate_decode")},
                   "image_tokens": size["image_side"] ** 2 // 4, "expert_store_bytes": store.total_bytes,

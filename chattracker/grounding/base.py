@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Protocol, Sequence, runtime_checkable
 
+import numpy as np
+
+from chattracker.errors import ChatTrackerError
 from chattracker.registry import Registry
 from chattracker.types import Frame, Proposals
 
@@ -23,3 +26,11 @@ class Grounder(Protocol):
 GROUNDERS: Registry[Grounder] = Registry("grounder", builtin_modules=("chattracker.grounding.yolox", "chattracker.grounding.hf"))
 register_grounder = GROUNDERS.register
 build_grounder = GROUNDERS.build
+
+
+def check_rgb_image(image: Frame, who: str) -> np.ndarray:
+    """The frame as an HxWx3 uint8 array, or one clear error naming the grounder ``who``."""
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
+        raise ChatTrackerError(f"{who}: expected an HxWx3 uint8 RGB image, got {array.dtype} {array.shape}")
+    return array

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from chattracker.errors import ChatTrackerError
-from chattracker.grounding.base import register_grounder
+from chattracker.grounding.base import check_rgb_image, register_grounder
 from chattracker.types import Frame, Proposals
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class HFGrounder:
         if isinstance(phrases, str):
             phrases = [phrases]
         phrases = [p.strip() for p in phrases if p and p.strip()]
-        image = _check_image(image)
+        image = check_rgb_image(image, "hf grounder")
         if not phrases:
             return Proposals.empty()
         if self.kind in TOKEN_MODELS:
@@ -220,12 +220,6 @@ def _pil(image: np.ndarray):
 
     return Image.fromarray(image)
 
-
-def _check_image(image: Frame) -> np.ndarray:
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
-        raise ChatTrackerError(f"hf grounder: expected an HxWx3 uint8 RGB image, got {array.dtype} {array.shape}")
-    return array
 
 
 @register_grounder("hf")

@@ -19,7 +19,7 @@ import numpy as np
 import onnxruntime as ort
 
 from chattracker.errors import ChatTrackerError
-from chattracker.grounding.base import register_grounder
+from chattracker.grounding.base import check_rgb_image, register_grounder
 from chattracker.grounding.colors import color_match, region_colors
 from chattracker.grounding.phrases import ParsedPhrase, parse_phrase, vocabulary
 from chattracker.grounding.relations import position_match, size_match
@@ -114,7 +114,7 @@ class YoloxGrounder:
         return np.ascontiguousarray(blob), ratio
 
     def _run(self, image: Frame) -> Detections:
-        image = _check_image(image)
+        image = check_rgb_image(image, "yolox")
         blob, ratio = self._preprocess(image)
         raw = self._session.run(None, {self._input_name: blob})[0][0]
         if raw.shape != (len(self._grid), 5 + len(self.classes)):
@@ -141,7 +141,7 @@ class YoloxGrounder:
 
     def detections(self, image: Frame) -> Detections:
         """All detections of ``image``; the same pixels twice in a row cost one inference."""
-        image = _check_image(image)
+        image = check_rgb_image(image, "yolox")
         key = hashlib.blake2b(np.ascontiguousarray(image).data, digest_size=16).hexdigest() + str(image.shape)
         if key != self._cache_key or self._cache is None:
             self._cache = self._run(image)
@@ -246,12 +246,6 @@ class YoloxGrounder:
                     best = max(best, float(found.scores[i]))
         return best
 
-
-def _check_image(image: Frame) -> np.ndarray:
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8 or min(array.shape[:2]) < 1:
-        raise ChatTrackerError(f"yolox: expected an HxWx3 uint8 RGB image, got {array.dtype} {array.shape}")
-    return array
 
 
 @register_grounder("yolox")

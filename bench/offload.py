@@ -6,7 +6,7 @@ each experts forward) is followed by posix_fadvise(POSIX_FADV_DONTNEED), so read
 Each measurement runs in its own subprocess so its peak RSS is its own (``--quick`` runs them in-process).
 
     uv run python bench/offload.py --quick
-    uv run python bench/offload.py --out /work/notes/offload_bench.json
+    uv run python bench/offload.py --out offload_bench.json
 """
 
 from __future__ import annotations

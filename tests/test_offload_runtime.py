@@ -109,7 +109,8 @@ class _AlwaysWrong(Predictor):
 
 def test_prefetch_statistics_when_predictions_are_wrong(constant_router):
     model_dir, store = constant_router
-    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate")
+    # min_precision 0: keep reading ahead whatever the outcome, so every wrong read is counted
+    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate", min_precision=0.0)
     engine.predictor = _AlwaysWrong()
     try:
         model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=6, do_sample=False)
@@ -121,3 +122,21 @@ def test_prefetch_statistics_when_predictions_are_wrong(constant_router):
     assert layer["hits"] == 0 and layer["misses"] == layer["demanded"] == 12  # each wrong prefetch evicted the right ones
     assert summary["prefetch_unused"] >= 10 and summary["loads_prefetch"] == 12
     assert summary["peak_resident_bytes"] <= engine.budget_bytes
+
+
+def test_fate_stops_reading_ahead_when_its_reads_go_unused(constant_router):
+    model_dir, store = constant_router
+    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate")
+    engine.predictor = _AlwaysWrong()
+    try:
+        model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=12, do_sample=False)
+    finally:
+        engine.close()
+    summary = engine.stats.summary()
+    layer = summary["layers"]["1"]
+    assert layer["predicted"] == 2 * 12 and layer["precision"] == 0.0  # every prediction is still scored
+    # 2 wrong reads per token without the gate (24); with it: the first rounds until 4 reads are judged, then
+    # one probe round in 16
+    assert summary["loads_prefetch"] <= 8
+    read, right = engine.issued_counts[1]
+    assert right == 0.0 and read >= 4

@@ -126,6 +126,9 @@ class OffloadEngine:
         self.calls = 0  # MoE layer calls so far; orders IO jobs
         self.pending: dict[int, tuple[set[int], list[int]]] = {}  # position -> prediction awaiting the router
         self.rank_counts: dict[int, list[list[int]]] = {}  # layer -> per decode rank [predictions, right]
+        self.issued: dict[int, list[int]] = {}  # position -> experts actually read ahead for it (decode)
+        self.issued_counts: dict[int, list[float]] = {}  # layer -> decayed [prefetches read, of those used]
+        self.skipped: dict[int, int] = {}  # layer -> read-ahead rounds skipped since the last probe
         self.min_precision = min_precision
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
         self._last_entry: tuple[int, float, float] | None = None
@@ -209,6 +212,12 @@ class OffloadEngine:
             for rank, expert in enumerate(ranking):
                 counts[rank][0] += 1
                 counts[rank][1] += expert in chosen
+        issued = self.issued.pop(position, None)
+        if issued:
+            # Only the reads actually made count here: a right guess of an expert already cached saves nothing,
+            # so a rank can look precise while every read it causes is wasted (random routing, warm cache).
+            read, right = self.issued_counts.setdefault(layer, [0.0, 0.0])
+            self.issued_counts[layer] = [0.9 * read + len(issued), 0.9 * right + sum(e in used for e in issued)]
         self.predictor.observe(position, top_k_index)
 
         ready, waiting, missing = deque(), [], deque()
@@ -294,6 +303,9 @@ class OffloadEngine:
         # predicted experts already present count as referenced, so this layer's prefetches evict others first
         self.cache.touch(layer, prediction.ranking[:limit])
         counts = self.rank_counts.get(layer) if self.prefetch_name == "fate" and not prediction.pooled else None
+        if counts is not None and self._reads_ahead_wasted(layer):
+            return
+        issued = self.issued.setdefault(position + 1, []) if counts is not None else None
         for rank, expert in enumerate(prediction.ranking[:limit]):
             if counts and counts[rank][0] >= 8 and counts[rank][1] < self.min_precision * counts[rank][0]:
                 # this rank has been right less often than min_precision: fetching it would mostly waste a read
@@ -302,6 +314,22 @@ class OffloadEngine:
             entry = self.cache.reserve(layer, expert, prefetch=True)
             if entry is not None:
                 self.io.submit(entry, call + 1, demand=False, rank=rank)
+                if issued is not None:
+                    issued.append(expert)
+
+    def _reads_ahead_wasted(self, layer: int) -> bool:
+        """Fate decode: stop reading ahead for a layer whose recent reads ahead were mostly unused.
+
+        On a small CPU machine a wasted read costs compute time, and a demand load costs no more than a right
+        read ahead saves. One round in 16 still reads ahead, so the estimate follows a change of routing."""
+        read, right = self.issued_counts.get(layer, (0.0, 0.0))
+        if read < 4 or right >= self.min_precision * read:
+            return False
+        self.skipped[layer] = self.skipped.get(layer, 0) + 1
+        if self.skipped[layer] >= 16:
+            self.skipped[layer] = 0
+            return False
+        return True
 
     def _compute(self, entry, act_fn, hidden_states, top_k_index, top_k_weights, output) -> None:
         data = entry.data

@@ -107,15 +107,20 @@ class _AlwaysWrong(Predictor):
         return Prediction(self.wrong, set(self.wrong), pooled=False) if position == 0 else None
 
 
+def _generate_with_wrong_predictions(model_dir, store, tokens: int, **options):
+    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate", **options)
+    engine.predictor = _AlwaysWrong()
+    try:
+        model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=tokens, do_sample=False)
+    finally:
+        engine.close()
+    return engine
+
+
 def test_prefetch_statistics_when_predictions_are_wrong(constant_router):
     model_dir, store = constant_router
     # min_precision 0: keep reading ahead whatever the outcome, so every wrong read is counted
-    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate", min_precision=0.0)
-    engine.predictor = _AlwaysWrong()
-    try:
-        model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=6, do_sample=False)
-    finally:
-        engine.close()
+    engine = _generate_with_wrong_predictions(model_dir, store, 6, min_precision=0.0)
     summary = engine.stats.summary()
     layer = summary["layers"]["1"]
     assert layer["precision"] == 0.0 and layer["recall"] == 0.0
@@ -126,12 +131,7 @@ def test_prefetch_statistics_when_predictions_are_wrong(constant_router):
 
 def test_fate_stops_reading_ahead_when_its_reads_go_unused(constant_router):
     model_dir, store = constant_router
-    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate")
-    engine.predictor = _AlwaysWrong()
-    try:
-        model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=12, do_sample=False)
-    finally:
-        engine.close()
+    engine = _generate_with_wrong_predictions(model_dir, store, 12)
     summary = engine.stats.summary()
     layer = summary["layers"]["1"]
     assert layer["predicted"] == 2 * 12 and layer["precision"] == 0.0  # every prediction is still scored

@@ -137,10 +137,6 @@ def test_missing_model_or_chat_template_is_one_clear_line(tiny_models, tmp_path)
 
 
 def test_hf_describer_with_a_tiny_moe_model_runs_on_the_offload_engine_when_configured(tiny_models, tmp_path):
-    import chattracker.offload as engine
-
-    if not hasattr(engine, "load_offloaded_model"):
-        pytest.skip("chattracker.offload does not export load_offloaded_model yet (offload engine issue)")
     from chattracker.mllm.hf import HFDescriber, store_is_ready
 
     store = tmp_path / "store"

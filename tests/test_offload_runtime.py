@@ -140,3 +140,27 @@ def test_fate_stops_reading_ahead_when_its_reads_go_unused(constant_router):
     assert summary["loads_prefetch"] <= 8
     read, right = engine.issued_counts[1]
     assert right == 0.0 and read >= 4
+
+
+@pytest.mark.parametrize("kind", ["qwen3_vl_moe", "mixtral"])
+def test_chunked_prefill_matches_resident_and_runs_in_chunks(stores, kind):
+    model_dir, store, _ = stores[kind]
+    inputs = image_inputs() if kind == "qwen3_vl_moe" else None
+    outputs = {}
+    for method in ("resident", "fate"):
+        model, engine = load_offloaded_model(model_dir, store, expert_budget=0.3 if method == "fate" else 1.0,
+                                             method=method, prefill_chunk=4)
+        assert model.generation_config.prefill_chunk_size == 4
+        seen = []
+        run = engine.run
+        engine.run = lambda position, *args: (seen.append(args[2].shape[0]) if position == 0 else None,
+                                              run(position, *args))[1]
+        try:
+            feed = inputs or {"input_ids": PROMPT, "attention_mask": torch.ones_like(PROMPT)}
+            outputs[method] = model.generate(**feed, max_new_tokens=4, do_sample=False)
+        finally:
+            engine.close()
+        prompt = feed["input_ids"].shape[1]
+        assert seen[: -(-prompt // 4)] == [4] * (prompt // 4) + ([prompt % 4] if prompt % 4 else [])
+        assert seen[-3:] == [1, 1, 1]  # then one token per decode step
+    assert torch.equal(outputs["fate"], outputs["resident"])

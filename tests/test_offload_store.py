@@ -8,6 +8,7 @@ import torch
 from chattracker.cli import main
 from chattracker.offload import ExpertStore, ExpertStoreError, convert_checkpoint, load_offloaded_model
 from chattracker.offload.quant import QuantSpec, dequantize
+from chattracker.offload.store import aligned_buffer
 from chattracker.offload.testing import save_tiny_model
 
 
@@ -75,3 +76,37 @@ def test_cli_convert_and_info(models, tmp_path, capsys):
     assert info["quantization"]["bits"] == 2 and info["quantization"]["group"] == 32
     assert main(["offload", "info", str(tmp_path / "missing")]) == 2
     assert "no expert store" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_reads_bypass_the_page_cache_either_way_and_give_the_same_bytes(models, tmp_path, direct):
+    convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    store = ExpertStore(tmp_path / "store", direct=direct)
+    view = store.read(1, 3)
+    assert bytes(view) == store.path(1, 3).read_bytes()
+    assert store.read_mode in (("O_DIRECT", "buffered + POSIX_FADV_DONTNEED") if direct
+                               else ("buffered + POSIX_FADV_DONTNEED",))
+    slot = aligned_buffer(store.slot_bytes)
+    assert len(store.read_into(1, 3, slot)) == store.expert_bytes and bytes(slot[:16]) == bytes(view[:16])
+    with pytest.raises(ValueError, match="cannot hold"):
+        store.read_into(1, 3, aligned_buffer(1)[:16])
+
+
+def test_verify_first_checks_each_file_once_always_checks_every_read(models, tmp_path):
+    convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    first, always = ExpertStore(tmp_path / "store"), ExpertStore(tmp_path / "store", verify="always")
+    first.read(0, 1), always.read(0, 1)
+    damaged = first.path(0, 1)
+    data = bytearray(damaged.read_bytes())
+    data[7] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert bytes(first.read(0, 1)) == bytes(data)  # verified once already: only the size is checked again
+    with pytest.raises(ExpertStoreError, match=r"expert0001\.bin is corrupt"):
+        always.read(0, 1)
+    with pytest.raises(ExpertStoreError, match=r"expert0001\.bin is corrupt"):
+        ExpertStore(tmp_path / "store").read(0, 1)  # a new process (store) checks it on its first read
+    damaged.write_bytes(bytes(data[:-5]))
+    with pytest.raises(ExpertStoreError, match=r"expert0001\.bin has the wrong size"):
+        first.read(0, 1)
+    with pytest.raises(ValueError, match="verify"):
+        ExpertStore(tmp_path / "store", verify="never")

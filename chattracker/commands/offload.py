@@ -28,6 +28,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--expert-budget", default="25%", help="bytes (4GiB, 512MB) or a share (25%%, 0.25)")
     generate.add_argument("--method", choices=("fate", "lod", "eap", "resident"), default="fate")
     generate.add_argument("--max-new-tokens", type=int, default=32)
+    generate.add_argument("--prefill-chunk", type=int, default=128,
+                          help="prompt tokens per prefill pass; bounds activation memory (0: whole prompt at once)")
+    generate.add_argument("--verify", choices=("first", "always"), default="first",
+                          help="check each expert file's CRC32 on its first read (default) or on every read")
     parser.set_defaults(func=run)
 
 
@@ -59,7 +63,8 @@ def _generate(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         raise InputError(f"no tokenizer in {args.model_dir}: {error}") from error
     model, engine = load_offloaded_model(args.model_dir, args.store_dir, expert_budget=args.expert_budget,
-                                         method=args.method)
+                                         method=args.method, verify=args.verify,
+                                         prefill_chunk=args.prefill_chunk or None)
     try:
         inputs = tokenizer(args.prompt, return_tensors="pt")
         start = time.perf_counter()
@@ -69,7 +74,8 @@ def _generate(args: argparse.Namespace) -> int:
         print(tokenizer.decode(new, skip_special_tokens=True))
         stats = engine.stats.summary()
         print(f"[{len(new)} tokens in {seconds:.2f} s; hit rate {stats['hit_rate']:.2f}; "
-              f"read {stats['bytes_read'] / 2**20:.1f} MiB; waited on IO {stats['io_wait_s']:.2f} s]")
+              f"read {stats['bytes_read'] / 2**20:.1f} MiB ({engine.store.read_mode}); "
+              f"waited on IO {stats['io_wait_s']:.2f} s]")
     finally:
         engine.close()
     return 0

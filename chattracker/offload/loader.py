@@ -96,14 +96,18 @@ def build_model(model_dir: Path, dtype: torch.dtype) -> nn.Module:
 
 
 def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | float, method: str = "fate",
-                         dtype: torch.dtype = torch.float32, device: str = "cpu", **options):
+                         dtype: torch.dtype = torch.float32, device: str = "cpu", verify: str = "first",
+                         prefill_chunk: int | None = 128, **options):
     """(model, engine): a stock transformers model whose experts come from ``store_dir`` within ``expert_budget``.
 
     ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "lod" (LRU, load on demand),
     "eap" (LRU + expert-activation-path prefetch), "resident" (every expert in memory). ``options`` go to
-    :class:`OffloadEngine` (allocation, policy, prefetch, io_threads, resident_layers).
+    :class:`OffloadEngine` (allocation, policy, prefetch, io_threads, resident_layers). ``verify``: when to check
+    expert files' CRC32 ("first" read of each file, or "always"; see :class:`ExpertStore`). ``prefill_chunk``:
+    ``generate()`` runs the prompt through the model this many tokens at a time (transformers' chunked prefill), so
+    activation memory stays bounded whatever the prompt length; None runs it in one pass.
     """
-    model_dir, store = Path(model_dir), ExpertStore(store_dir)
+    model_dir, store = Path(model_dir), ExpertStore(store_dir, verify=verify)
     budget = parse_budget(expert_budget, store.total_bytes)
     model = build_model(model_dir, dtype)
     hidden, width, num_experts, top_k = moe_dimensions(model.config)
@@ -113,6 +117,10 @@ def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | flo
     if theirs != ours:
         raise ExpertStoreError(f"store {store.root} was converted from another model (type/hidden/width/experts "
                                f"{'/'.join(map(str, theirs))} vs {'/'.join(map(str, ours))})")
+    if prefill_chunk is not None:
+        if int(prefill_chunk) < 1:
+            raise ValueError(f"prefill_chunk must be a positive number of tokens or None, not {prefill_chunk!r}")
+        model.generation_config.prefill_chunk_size = int(prefill_chunk)
     engine = OffloadEngine(store, budget, method, top_k=top_k, device=device, **options)
     engine.attach(moe_blocks(model))
     if device != "cpu":

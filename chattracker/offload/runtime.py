@@ -84,14 +84,14 @@ class _IOPool:
                 return
             start = time.perf_counter()
             try:
-                buffer = engine.store.read(entry.layer, entry.expert)
+                buffer = engine.store.read_into(entry.layer, entry.expert, engine.cache.buffer(entry))
                 data = engine.to_device(engine.store.parse(buffer))
             except BaseException as error:  # reported to whoever needs the expert, not swallowed
                 engine.cache.complete(entry, None, error)
                 continue
             seconds = time.perf_counter() - start
             with engine.stats.lock:
-                engine.stats.bytes_read += engine.store.expert_bytes
+                engine.stats.bytes_read += len(buffer)
                 engine.stats.io_busy_s += seconds
                 if entry.prefetched:
                     engine.stats.loads_prefetch += 1
@@ -132,6 +132,7 @@ class OffloadEngine:
         self.min_precision = min_precision
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
         self._last_entry: tuple[int, float, float] | None = None
+        self._in_prefill = False  # the last layer-0 call had several tokens (a prefill, or a chunk of one)
         self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     # ---- set-up ---------------------------------------------------------------------------------------------
@@ -198,8 +199,10 @@ class OffloadEngine:
             self.layer_seconds = gap if not self.layer_seconds else 0.8 * self.layer_seconds + 0.2 * gap
         self._last_entry = (position, now, self.stats.io_wait_s)
         call = self.calls = self.calls + 1
-        if position == 0 and tokens > 1:
-            self.predictor.begin_request()
+        if position == 0 and tokens > 1 and not self._in_prefill:
+            self.predictor.begin_request()  # a new prompt; later chunks of a chunked prefill continue it
+        if position == 0:
+            self._in_prefill = tokens > 1
         num_experts = self.store.num_experts
         flat = top_k_index.reshape(-1)
         used = torch.unique(flat[flat < num_experts]).tolist()
@@ -335,9 +338,15 @@ class OffloadEngine:
         data = entry.data
         if "_event" in data:
             torch.cuda.current_stream(self.device).wait_event(data["_event"])
+        spec, shapes = self.store.spec, self.store.shapes
+        if hidden_states.shape[0] == 1:  # decode: one token, no gather/scatter (saves ~0.1 ms of overhead per expert)
+            slot = top_k_index[0].tolist().index(entry.expert)
+            gate, up = qlinear(hidden_states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
+            result = qlinear(act_fn(gate) * up, data["down"], spec, shapes["down"])
+            output += (result * top_k_weights[0, slot]).to(output.dtype)
+            return
         token_index, slot = torch.where(top_k_index == entry.expert)
         states = hidden_states[token_index]
-        spec, shapes = self.store.spec, self.store.shapes
         gate, up = qlinear(states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
         result = qlinear(act_fn(gate) * up, data["down"], spec, shapes["down"])
         result = result * top_k_weights[token_index, slot, None]

@@ -59,7 +59,9 @@ def build_model(model_dir: Path, dtype: torch.dtype) -> nn.Module:
     model_class = getattr(transformers, names[0], None) if names else None
     if model_class is None:
         raise ExpertStoreError(f"{model_dir}/config.json names no transformers architecture ({names})")
-    with _experts_on_meta(model_class):
+    from transformers.initialization import no_init_weights
+
+    with _experts_on_meta(model_class), no_init_weights():  # every tensor is overwritten from the checkpoint below
         model = model_class._from_config(config, dtype=dtype)
     renamings = [t for t in get_model_conversion_mapping(model) if isinstance(t, WeightRenaming)]
     state = {key: value for key, value in model.state_dict().items() if value.device.type != "meta"}

@@ -1,0 +1,26 @@
+"""The offload benchmark's --quick smoke mode runs end to end and reports every key the full run reports."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench" / "offload.py"
+
+
+def test_quick_benchmark_reports_every_method_regime_and_target(tmp_path):
+    out = tmp_path / "quick.json"
+    done = subprocess.run([sys.executable, str(BENCH), "--quick", "--workdir", str(tmp_path / "work"), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert report["mode"] == "quick" and report["storage_read_bytes_per_s"] > 0
+    assert report["page_cache"].startswith("engine expert reads: ")
+    for regime in ("as_built", "zipf"):
+        entry = report["summary"][regime]["0.25"]
+        assert {"fate", "lod", "eap", "accelerate", "bound", "ratios", "targets"} <= set(entry)
+        assert all("error" not in entry[method] for method in ("fate", "lod", "eap", "accelerate"))
+        assert {"decode_within_1.25x_bound", "decode_3x_faster_than_accelerate", "decode_not_slower_than_lod",
+                "peak_anon_rss_above_start_within_budget_plus_non_expert_plus_15pct"} <= set(entry["targets"])
+        fate = entry["fate"]
+        assert fate["decode_tok_s"] > 0 and 0 <= fate["decode_hit_rate"] <= 1 and fate["decode_bytes_per_token"] >= 0

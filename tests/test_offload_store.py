@@ -110,3 +110,9 @@ def test_verify_first_checks_each_file_once_always_checks_every_read(models, tmp
         first.read(0, 1)
     with pytest.raises(ValueError, match="verify"):
         ExpertStore(tmp_path / "store", verify="never")
+
+
+def test_cli_generate_rejects_a_negative_prefill_chunk(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["offload", "generate", "model", "store", "--prompt", "x", "--prefill-chunk", "-1"])
+    assert exit_info.value.code == 2 and "number of tokens >= 0" in capsys.readouterr().err

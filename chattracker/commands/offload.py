@@ -28,11 +28,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--expert-budget", default="25%", help="bytes (4GiB, 512MB) or a share (25%%, 0.25)")
     generate.add_argument("--method", choices=("fate", "lod", "eap", "resident"), default="fate")
     generate.add_argument("--max-new-tokens", type=int, default=32)
-    generate.add_argument("--prefill-chunk", type=int, default=128,
+    generate.add_argument("--prefill-chunk", type=_tokens, default=128,
                           help="prompt tokens per prefill pass; bounds activation memory (0: whole prompt at once)")
     generate.add_argument("--verify", choices=("first", "always"), default="first",
                           help="check each expert file's CRC32 on its first read (default) or on every read")
     parser.set_defaults(func=run)
+
+
+def _tokens(text: str) -> int:
+    value = int(text) if text.strip().lstrip("-").isdigit() else -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens >= 0, got {text!r}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Benchmark of the MoE offloading engine against load-on-demand, activation-path prefetch, accelerate disk
 offload and everything-resident, on a random-weight Qwen3VLMoeForConditionalGeneration with real expert shapes.
 
-Prints one JSON document (also written to --out). Page cache: every expert read (ours, and accelerate's files after
-each experts forward) is followed by posix_fadvise(POSIX_FADV_DONTNEED), so reads are real storage reads.
+Prints one JSON document (also written to --out). Page cache: the engine reads experts with O_DIRECT (or, where the
+file system lacks it, buffered reads followed by posix_fadvise(POSIX_FADV_DONTNEED)); accelerate's files have their
+pages dropped after each experts forward. Either way every read is a real storage read.
 Each measurement runs in its own process (forked from a server that has imported torch and transformers) so its
 peak memory is its own; ``--quick`` runs them in-process.
 
@@ -477,6 +478,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="measure every method this many times, interleaved (default: 3, "
                         "quick 1); the machine's speed drifts, so each method's rounds are spread over the run")
     args = parser.parse_args()
+    if args.rounds is not None and args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, not {args.rounds}")
     import logging
     logging.basicConfig(level=logging.WARNING)
     os.environ.setdefault("TQDM_DISABLE", "1")

@@ -36,7 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tokens(text: str) -> int:
-    value = int(text) if text.strip().lstrip("-").isdigit() else -1
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a number of tokens >= 0, got {text!r}")
     return value

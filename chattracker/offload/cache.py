@@ -4,13 +4,12 @@ Bytes are reserved when a load is issued, not when it lands, so in-flight buffer
 the resident total can never exceed it. The memory itself is one arena of fixed slots allocated up front: a load
 reads straight into its slot, so serving experts allocates nothing per read and cannot fragment the heap, and the
 process never holds more expert memory than the slots. Slots start on page boundaries (O_DIRECT reads land in
-them), so each costs its expert's bytes rounded up to a page: under 0.2% more for real experts (megabytes each).
+them), so each costs its expert's bytes rounded up to 4 KiB: under 0.2% more for real experts (megabytes each).
 """
 
 from __future__ import annotations
 
 import logging
-import mmap
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import Callable
 
 from chattracker.errors import ChatTrackerError
 from chattracker.offload.stats import EngineStats
-from chattracker.offload.store import aligned_buffer
+from chattracker.offload.store import align_up, aligned_buffer
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +154,7 @@ class ExpertCache:
         self.capacities, self.expert_bytes, self.budget_bytes = capacities, expert_bytes, budget_bytes
         slots = sum(capacities.values())
         # anonymous, page-aligned (O_DIRECT reads land in it); a slot's pages cost memory once first written
-        self._stride = -(-expert_bytes // mmap.PAGESIZE) * mmap.PAGESIZE
+        self._stride = align_up(expert_bytes)
         self._arena = aligned_buffer(max(slots, 1) * self._stride)
         self._spare_slots = list(range(slots - 1, -1, -1))
         self.policies = {layer: POLICIES[policy](capacity) for layer, capacity in capacities.items()}

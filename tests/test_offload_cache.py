@@ -76,3 +76,18 @@ def test_random_workload_never_exceeds_budget(policy):
         assert cache.resident_bytes <= 700
         assert all(cache.count[lay] <= capacities[lay] for lay in capacities)
     assert stats.peak_resident_bytes <= 700
+
+
+def test_a_prefetch_for_the_coming_call_is_not_stale_until_that_call_has_come():
+    stats = EngineStats()
+    cache = ExpertCache({0: 2}, 100, 200, "lru", stats)
+    used = cache.reserve(0, 5, prefetch=False)
+    cache.complete(used, {"x": None})
+    cache.unpin(used)
+    early = cache.reserve(0, 1, prefetch=True)  # read ahead for the next call, and already landed
+    cache.complete(early, {"x": None})
+    assert cache.reserve(0, 2, prefetch=True) is not None  # the next read of the same round evicts 5, not 1
+    assert set(key[1] for key in cache.entries) == {1, 2}
+    cache.judge_prefetches(0)  # the call came and used neither: both were wrong guesses
+    cache.complete(cache.entries[(0, 2)], {"x": None})
+    assert cache.reserve(0, 7, prefetch=False) is not None and stats.prefetch_unused == 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from chattracker.errors import ChatTrackerError
@@ -140,8 +140,8 @@ class Entry:
     pins: int = 0
     used: bool = False
     ready: bool = False
-    issued_at: float = field(default=0.0)
     slot: int = -1
+    judged: bool = False  # a prefetch whose layer call has come: if still unused, the guess was wrong
 
 
 class ExpertCache:
@@ -209,11 +209,21 @@ class ExpertCache:
             return entry
 
     def _stale_prefetch(self, layer: int) -> int | None:
-        """A finished prefetch that was never used: a wrong prediction, evicted before anything the router chose."""
+        """A finished prefetch that was never used: a wrong prediction, evicted before anything the router chose.
+
+        Only prefetches whose layer call has already come count: one read ahead for the coming call is not stale,
+        however early it landed (otherwise the next read of the same round could evict it)."""
         for (lay, expert), entry in self.entries.items():
-            if lay == layer and entry.prefetched and not entry.used and entry.ready and entry.pins == 0:
+            if lay == layer and entry.prefetched and entry.judged and not entry.used and entry.ready and entry.pins == 0:
                 return expert
         return None
+
+    def judge_prefetches(self, layer: int) -> None:
+        """``layer``'s call has come: its prefetches not used from now on were wrong guesses."""
+        with self.cond:
+            for (lay, _), entry in self.entries.items():
+                if lay == layer and entry.prefetched:
+                    entry.judged = True
 
     def _evictable(self, layer: int, expert: int) -> bool:
         entry = self.entries[(layer, expert)]

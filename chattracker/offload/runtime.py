@@ -232,6 +232,7 @@ class OffloadEngine:
                 ready.append(entry)
             else:
                 waiting.append(entry)
+        self.cache.judge_prefetches(layer)
         with self.stats.lock:
             layer_stats = self.stats.layers[layer]
             layer_stats.demanded += len(used)

@@ -110,6 +110,17 @@ class _AlwaysWrong(Predictor):
 def _generate_with_wrong_predictions(model_dir, store, tokens: int, **options):
     model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate", **options)
     engine.predictor = _AlwaysWrong()
+    run = engine.run
+
+    def settled_run(*args):
+        # Each layer call starts once every load in flight has landed, so what the counts below describe does not
+        # depend on IO timing (a wrong prefetch still in flight when the router's experts need its slot would make a
+        # demand load evict another expert instead, and the next round would find that prefetch already present).
+        with engine.cache.cond:
+            engine.cache.cond.wait_for(lambda: all(e.ready or e.error for e in engine.cache.entries.values()))
+        return run(*args)
+
+    engine.run = settled_run
     try:
         model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=tokens, do_sample=False)
     finally:

@@ -5,6 +5,9 @@ quantization (same kernels); against the unquantized transformers model, logits 
 5% (INT4, which also runs bfloat16 activations) of the largest logit magnitude.
 """
 
+import threading
+import time
+
 import pytest
 import torch
 
@@ -40,7 +43,7 @@ def _generate(model_dir, store, method, budget, inputs=None, tokens=8):
 def test_offloaded_generate_matches_resident_within_budget(stores, kind):
     model_dir, store, _ = stores[kind]
     resident, _ = _generate(model_dir, store, "resident", 1.0)
-    for method in ("fate", "lod", "eap"):
+    for method in ("fate", "lod", "lod-overlap", "eap"):
         output, engine = _generate(model_dir, store, method, 0.3)
         assert torch.equal(output, resident), method
         stats = engine.stats.summary()
@@ -55,6 +58,46 @@ def test_qwen3_vl_with_an_image_matches_resident(stores):
     output, engine = _generate(model_dir, store, "fate", 0.3, image_inputs())
     assert torch.equal(output, resident)
     assert engine.stats.summary()["loads_prefetch"] > 0
+
+
+@pytest.mark.parametrize("method, overlaps", [("lod", False), ("lod-overlap", True), ("fate", True)])
+def test_only_overlapping_methods_compute_while_experts_load(stores, method, overlaps):
+    """Load-on-demand reads one miss at a time, when its turn comes, with nothing computing meanwhile; Fate (and the
+    lod-overlap ablation) request a layer's misses at once and compute present experts while they arrive."""
+    model_dir, store, _ = stores["qwen3_moe"]
+    model, engine = load_offloaded_model(model_dir, store, expert_budget=0.3, method=method)
+    lock, reading, seen = threading.Lock(), [0], {"most_reads_at_once": 0, "computes_during_reads": 0, "computes": 0}
+    read, compute = engine.store.read_into, engine._compute
+
+    def slow_read(*args):
+        with lock:
+            reading[0] += 1
+            seen["most_reads_at_once"] = max(seen["most_reads_at_once"], reading[0])
+        try:
+            time.sleep(0.005)  # long enough that an overlapping engine is seen computing meanwhile
+            return read(*args)
+        finally:
+            with lock:
+                reading[0] -= 1
+
+    def watched_compute(*args):
+        with lock:
+            seen["computes"] += 1
+            seen["computes_during_reads"] += reading[0] > 0
+        return compute(*args)
+
+    engine.store.read_into, engine._compute = slow_read, watched_compute
+    try:
+        output = model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=6, do_sample=False)
+    finally:
+        engine.close()
+    resident, _ = _generate(model_dir, store, "resident", 1.0, tokens=6)
+    assert torch.equal(output, resident)
+    assert engine.stats.summary()["misses"] > 0 and seen["computes"] > 0
+    if overlaps:
+        assert seen["most_reads_at_once"] > 1 and seen["computes_during_reads"] > 0
+    else:
+        assert seen["most_reads_at_once"] == 1 and seen["computes_during_reads"] == 0
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -30,11 +30,14 @@ from chattracker.offload.store import ExpertStore, ExpertStoreError
 log = logging.getLogger(__name__)
 
 METHODS = {
-    # method: (allocation, eviction policy, predictor)
-    "fate": ("shallow", "arc", "fate"),
-    "lod": ("even", "lru", "none"),
-    "eap": ("even", "lru", "eap"),
-    "resident": ("even", "lru", "none"),
+    # method: (allocation, eviction policy, predictor, overlap). overlap: a layer's missing experts are requested all
+    # at once and the present ones are computed while they arrive (Fate); without it a miss is read when its turn
+    # comes and compute waits for it, which is what load-on-demand means in Fate's and MoE-Infinity's comparisons.
+    "fate": ("shallow", "arc", "fate", True),
+    "lod": ("even", "lru", "none", False),
+    "lod-overlap": ("even", "lru", "none", True),  # ablation: load-on-demand plus Fate's compute/IO overlap
+    "eap": ("even", "lru", "eap", True),
+    "resident": ("even", "lru", "none", True),
 }
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
           "g": 1e9, "gb": 1e9, "gib": 2**30}
@@ -105,11 +108,13 @@ class OffloadEngine:
     """Store + budgeted cache + IO threads + predictor, shared by all offloaded experts modules of one model."""
 
     def __init__(self, store: ExpertStore, budget_bytes: int, method: str = "fate", *, allocation: str | None = None,
-                 policy: str | None = None, prefetch: str | None = None, io_threads: int = 2, resident_layers: int = 4,
-                 top_k: int | None = None, device: str | torch.device = "cpu", min_precision: float = 0.5) -> None:
+                 policy: str | None = None, prefetch: str | None = None, overlap: bool | None = None,
+                 io_threads: int = 2, resident_layers: int = 4, top_k: int | None = None,
+                 device: str | torch.device = "cpu", min_precision: float = 0.5) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown offload method {method!r}; choose from {', '.join(METHODS)}")
-        default_allocation, default_policy, default_prefetch = METHODS[method]
+        default_allocation, default_policy, default_prefetch, default_overlap = METHODS[method]
+        self.overlap = default_overlap if overlap is None else overlap
         self.method, self.store = method, store
         self.device = torch.device(device)
         if method == "resident":
@@ -239,16 +244,21 @@ class OffloadEngine:
             layer_stats.hits += len(ready)
             layer_stats.late_hits += len(waiting)
             layer_stats.misses += len(missing)
-        self._issue_demand(layer, call, missing, waiting)
+        if self.overlap:
+            self._issue_demand(layer, call, missing, waiting)
         self._prefetch(position, call, hidden_states)
 
         output = torch.zeros_like(hidden_states)
         while ready or waiting or missing:
-            if not ready and not waiting:  # every slot is taken by loads still in flight (e.g. wrong prefetches)
-                start = time.perf_counter()
-                self.cache.wait_for_slot(layer)
-                self.stats.io_wait_s += time.perf_counter() - start
-                self._issue_demand(layer, call, missing, waiting)
+            if not ready and not waiting:
+                # overlap: every slot is taken by loads still in flight (e.g. wrong prefetches); otherwise the present
+                # experts are done and the next miss is read now, while nothing else runs
+                if self.overlap or not self._issue_demand(layer, call, missing, waiting, limit=1):
+                    start = time.perf_counter()
+                    self.cache.wait_for_slot(layer)
+                    self.stats.io_wait_s += time.perf_counter() - start
+                    if self.overlap:
+                        self._issue_demand(layer, call, missing, waiting)
                 continue
             if not ready:
                 start = time.perf_counter()
@@ -266,22 +276,27 @@ class OffloadEngine:
                 self._compute(entry, act_fn, hidden_states, top_k_index, top_k_weights, output)
             finally:
                 self.cache.unpin(entry)
-            self._issue_demand(layer, call, missing, waiting)
+            if self.overlap:
+                self._issue_demand(layer, call, missing, waiting)
         return output
 
-    def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list) -> None:
-        """Claim slots for missing experts; with a small budget the rest wait until computed ones are unpinned."""
-        while missing:
+    def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list, limit: int | None = None) -> int:
+        """Claim slots for (up to ``limit``) missing experts; with a small budget the rest wait until computed ones
+        are unpinned. Returns how many moved to ``waiting``."""
+        moved = 0
+        while missing and (limit is None or moved < limit):
             entry = self.cache.reserve(layer, missing[0], prefetch=False)
             if entry is None:
                 present = self.cache.lookup(layer, missing[0])  # raced with a prefetch that claimed it meanwhile
                 if present is None:
-                    return
+                    return moved
                 entry = present
             else:
                 self.io.submit(entry, call, demand=True)
             missing.popleft()
             waiting.append(entry)
+            moved += 1
+        return moved
 
     def _prefetch(self, position: int, call: int, hidden_states: torch.Tensor) -> None:
         prediction = self.predictor.predict(position, hidden_states)

@@ -39,6 +39,7 @@ FULL = dict(hidden=2048, width=768, layers=6, experts=32, top_k=4, heads=16, kv_
             image_side=16, decode=64, accelerate_decode=3, budgets=[0.25, 0.5], rounds=3)
 QUICK = dict(hidden=512, width=256, layers=4, experts=16, top_k=2, heads=4, kv_heads=2, vocab=1024, prompt=96,
              image_side=8, decode=12, accelerate_decode=3, budgets=[0.25], rounds=1)
+COLD_TAIL = 0.25  # fate-int2: share of a prefill's expert assignments read at INT2 (Fate: about 25-30%)
 PREFILL_CHUNK = 128  # every method, accelerate included, prefills 128 prompt tokens per pass (the engine's default)
 IMAGE_TOKEN = 1000  # special token ids placed inside the small vocabulary (vocab >= 1004)
 
@@ -254,6 +255,7 @@ def run_one(job: dict) -> dict:
 
     torch.manual_seed(0)
     size, method = job["size"], job["method"]
+    engine_method, options = job.get("engine_method", method), job.get("options", {})
     model_dir, store_dir = Path(job["model_dir"]), Path(job["store_dir"])
     import transformers  # import everything the run will need first: library code is not model memory
     from transformers import Qwen3VLMoeForConditionalGeneration  # noqa: F401
@@ -274,8 +276,8 @@ def run_one(job: dict) -> dict:
         decode_tokens = size["accelerate_decode"]
         _drop_folder_pages([model_dir, offload_dir])
     else:
-        model, engine = load_offloaded_model(model_dir, store_dir, expert_budget=job["budget_bytes"], method=method,
-                                             io_threads=job.get("io_threads", 2))
+        model, engine = load_offloaded_model(model_dir, store_dir, expert_budget=job["budget_bytes"],
+                                             method=engine_method, io_threads=job.get("io_threads", 2), **options)
         non_expert = sum(p.numel() * p.element_size() for p in model.parameters())
         decode_tokens = size["decode"]
         layers_in_memory = None
@@ -339,7 +341,7 @@ def run_one(job: dict) -> dict:
         for phase, stats in (("prefill", snapshot.get("prefill", {})), ("decode", decode)):
             row[phase] = {key: stats.get(key) for key in ("hit_rate", "hit_or_late_rate", "precision", "recall",
                                                           "bytes_read", "io_wait_s", "loads_demand", "loads_prefetch",
-                                                          "prefetch_unused")}
+                                                          "prefetch_unused", "loads_cold", "bytes_read_cold")}
         row["decode"]["bytes_per_token"] = decode["bytes_read"] / max(row["decode_tokens"], 1)
         row["decode"]["io_wait_s_per_token"] = decode["io_wait_s"] / max(row["decode_tokens"], 1)
         row["peak_expert_bytes"] = decode["peak_resident_bytes"]
@@ -431,7 +433,8 @@ def merge_rounds(rows: list[dict]) -> dict:
             continue
         phases = [r[phase] for r in good]
         total = {key: sum(p[key] or 0 for p in phases) for key in ("bytes_read", "io_wait_s", "loads_demand",
-                                                                   "loads_prefetch", "prefetch_unused")}
+                                                                   "loads_prefetch", "prefetch_unused", "loads_cold",
+                                                                   "bytes_read_cold")}
         for key in ("hit_rate", "hit_or_late_rate", "precision", "recall"):
             values = [p[key] for p in phases if p[key] is not None]
             total[key] = sum(values) / len(values) if values else None
@@ -472,6 +475,8 @@ def summarize(rows: list[dict], bandwidth: float, budgets: list[float]) -> dict:
                                        decode_recall=row["decode"]["recall"],
                                        decode_bytes_per_token=row["decode"]["bytes_per_token"],
                                        prefill_hit_rate=row["prefill"]["hit_rate"],
+                                       prefill_bytes_read=row["prefill"]["bytes_read"],
+                                       prefill_loads_cold=row["prefill"]["loads_cold"],
                                        prefill_precision=row["prefill"]["precision"],
                                        prefill_recall=row["prefill"]["recall"])
             ok = fate and "error" not in fate and resident
@@ -494,6 +499,11 @@ def summarize(rows: list[dict], bandwidth: float, budgets: list[float]) -> dict:
                     ratios["fate_decode_speedup_vs_lod_overlap"] = (lod_overlap["decode_s_per_token"]
                                                                     / fate["decode_s_per_token"])
                     ratios["fate_prefill_speedup_vs_lod_overlap"] = lod_overlap["prefill_s"] / fate["prefill_s"]
+                int2 = group.get("fate-int2")
+                if int2 and "error" not in int2:  # Fate's optional INT2 cold tail for prefill, against plain fate
+                    ratios["fate_int2_tail_prefill_speedup_vs_fate"] = fate["prefill_s"] / int2["prefill_s"]
+                    ratios["fate_int2_tail_prefill_bytes_vs_fate"] = (int2["prefill"]["bytes_read"]
+                                                                      / max(fate["prefill"]["bytes_read"], 1))
                 if accel and "error" not in accel:
                     ratios["fate_decode_speedup_vs_accelerate"] = accel["decode_s_per_token"] / fate["decode_s_per_token"]
                     ratios["fate_prefill_speedup_vs_accelerate"] = accel["prefill_s"] / fate["prefill_s"]
@@ -546,8 +556,10 @@ def main() -> None:
 
     t0 = time.perf_counter()
     cli = "import sys; from chattracker.cli import main; sys.exit(main(sys.argv[1:]))"
-    command = [sys.executable, "-c", cli, "offload", "convert", str(model_dir), str(store_dir), "--bits", "4"]
-    if (store_dir / "manifest.json").is_file():  # a reused --workdir
+    command = [sys.executable, "-c", cli, "offload", "convert", str(model_dir), str(store_dir), "--bits", "4",
+               "--cold-bits", "2"]
+    manifest = store_dir / "manifest.json"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("cold"):  # a reused --workdir
         convert_job = subprocess.CompletedProcess(command, 0)
     else:
         convert_job = subprocess.run(command, capture_output=True, text=True)  # own process: its own peak RSS
@@ -564,6 +576,9 @@ def main() -> None:
             for method in ("fate", "lod", "lod-overlap", "eap"):
                 engine_jobs.append(dict(method=method, regime=regime, budget=budget,
                                         budget_bytes=int(budget * store.total_bytes)))
+            if budget == size["budgets"][0]:  # Fate's INT2 cold tail for prefill, at the judged budget only
+                engine_jobs.append(dict(method="fate-int2", engine_method="fate", options={"cold_tail": COLD_TAIL},
+                                        regime=regime, budget=budget, budget_bytes=int(budget * store.total_bytes)))
         # accelerate moves whole experts modules (a layer's 32 experts in float32); when not even one layer fits in
         # the largest budget, every budget gives the same device map, so it is measured once and reported for each
         layer_bytes = 3 * size["width"] * size["hidden"] * size["experts"] * 4
@@ -612,7 +627,8 @@ def main() -> None:
         "model": {"class": "Qwen3VLMoeForConditionalGeneration (random weights)", **{k: size[k] for k in (
             "hidden", "width", "layers", "experts", "top_k", "prompt", "decode", "accelerate_decode")},
                   "image_tokens": size["image_side"] ** 2 // 4, "expert_store_bytes": store.total_bytes,
-                  "bytes_per_expert": store.expert_bytes, "quantization": "INT4 g64 (asymmetric min/max, bf16 scale/zero)"},
+                  "bytes_per_expert": store.expert_bytes, "quantization": "INT4 g64 (asymmetric min/max, bf16 scale/zero)",
+                  "cold_tier": "INT2 g32 (fp16 scale/min)", "cold_bytes_per_expert": store.cold.expert_bytes},
         "decode_sampling": "do_sample with a fixed seed (top_k=0, temperature 1): identical tokens for fate/lod/eap/resident",
         "page_cache": f"engine expert reads: {read_mode} (bandwidth measured through the same path); accelerate's "
                       "offload folder and checkpoint pages dropped (POSIX_FADV_DONTNEED) after every experts forward",
@@ -623,6 +639,8 @@ def main() -> None:
                   "start of each window: load, warm-up, measured generate, so it can only overcount); also reported: "
                   "anon (heap, tensors, expert slots) and total RSS including library code",
         "zipf_exponent": ZIPF_EXPONENT,
+        "fate_int2": f"fate with its prefill cold tail: the least-demanded experts covering {COLD_TAIL:.0%} of a "
+                     "prefill pass's assignments are read from the store's INT2 g32 tier when not present",
         "storage_read_bytes_per_s": bandwidth,
         "build_s": build_s, "convert_s": convert_s,
         "convert_peak_rss_bytes": store.manifest["convert"]["peak_rss_bytes"],

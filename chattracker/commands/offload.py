@@ -19,6 +19,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("store_dir", help="output folder (manifest.json + experts/)")
     convert.add_argument("--bits", type=int, choices=(8, 4, 2), default=4, help="bits per weight (default 4)")
     convert.add_argument("--group", type=int, default=None, help="group length (default 64 for INT8/INT4, 32 for INT2)")
+    convert.add_argument("--cold-bits", type=int, choices=(4, 2), default=None,
+                         help="also write every expert at this lower precision (the cold tier that --cold-tail reads)")
+    convert.add_argument("--cold-group", type=int, default=None, help="group length of the cold tier (default 32 for INT2)")
     info = actions.add_parser("info", help="describe a store")
     info.add_argument("store_dir")
     generate = actions.add_parser("generate", help="greedy text generation with offloaded experts")
@@ -31,6 +34,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--max-new-tokens", type=int, default=32)
     generate.add_argument("--prefill-chunk", type=_tokens, default=128,
                           help="prompt tokens per prefill pass; bounds activation memory (0: whole prompt at once)")
+    generate.add_argument("--cold-tail", type=_share, default=0.0,
+                          help="share of a prefill's expert assignments (least-demanded experts first) read from the "
+                               "store's cold tier, e.g. 0.25 (default 0: none; needs a store converted with --cold-bits)")
     generate.add_argument("--verify", choices=("first", "always"), default="first",
                           help="check each expert file's CRC32 on its first read (default) or on every read")
     parser.set_defaults(func=run)
@@ -46,17 +52,31 @@ def _tokens(text: str) -> int:
     return value
 
 
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from chattracker.offload import convert_checkpoint
     from chattracker.offload.runtime import describe_store
 
     if args.action == "convert":
-        manifest = convert_checkpoint(args.model_dir, args.store_dir, bits=args.bits, group_size=args.group)
+        manifest = convert_checkpoint(args.model_dir, args.store_dir, bits=args.bits, group_size=args.group,
+                                      cold_bits=args.cold_bits, cold_group_size=args.cold_group)
         summary = describe_store(manifest.parent)
         print(f"wrote {manifest}")
         print(f"{summary['moe_layers']} MoE layers x {summary['experts_per_layer']} experts, "
               f"{summary['expert_bytes'] / 2**20:.2f} MiB each, {summary['total_expert_bytes'] / 2**20:.1f} MiB in all; "
               f"peak RSS {summary['convert']['peak_rss_bytes'] / 2**20:.0f} MiB")
+        if summary["cold_tier"]:
+            print(f"cold tier: INT{summary['cold_tier']['quantization']['bits']}, "
+                  f"{summary['cold_tier']['expert_bytes'] / 2**20:.2f} MiB per expert")
         return 0
     if args.action == "info":
         print(json.dumps(describe_store(args.store_dir), indent=1))
@@ -74,7 +94,7 @@ def _generate(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as error:
         raise InputError(f"no tokenizer in {args.model_dir}: {error}") from error
     model, engine = load_offloaded_model(args.model_dir, args.store_dir, expert_budget=args.expert_budget,
-                                         method=args.method, verify=args.verify,
+                                         method=args.method, verify=args.verify, cold_tail=args.cold_tail,
                                          prefill_chunk=args.prefill_chunk or None)
     try:
         inputs = tokenizer(args.prompt, return_tensors="pt")
@@ -86,7 +106,8 @@ def _generate(args: argparse.Namespace) -> int:
         stats = engine.stats.summary()
         print(f"[{len(new)} tokens in {seconds:.2f} s; hit rate {stats['hit_rate']:.2f}; "
               f"read {stats['bytes_read'] / 2**20:.1f} MiB ({engine.store.read_mode}); "
-              f"waited on IO {stats['io_wait_s']:.2f} s]")
+              f"waited on IO {stats['io_wait_s']:.2f} s"
+              + (f"; {stats['loads_cold']} cold-tier loads" if args.cold_tail else "") + "]")
     finally:
         engine.close()
     return 0

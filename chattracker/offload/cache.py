@@ -142,6 +142,7 @@ class Entry:
     ready: bool = False
     slot: int = -1
     judged: bool = False  # a prefetch whose layer call has come: if still unused, the guess was wrong
+    cold: bool = False  # holds the store's cold (fewer-bit) tier: good for a prefill, replaced when decode needs it
 
 
 class ExpertCache:
@@ -164,10 +165,18 @@ class ExpertCache:
         self.stats = stats
         self.cond = threading.Condition()
 
-    def lookup(self, layer: int, expert: int) -> Entry | None:
-        """The entry (pinned) if present or in flight; counts as a use for the eviction policy."""
+    def lookup(self, layer: int, expert: int, cold_ok: bool = True) -> Entry | None:
+        """The entry (pinned) if present or in flight; counts as a use for the eviction policy.
+
+        Without ``cold_ok`` a cold-tier entry does not count: it is dropped (once its load has landed) and None is
+        returned, so the caller loads the full-precision expert in its place."""
         with self.cond:
             entry = self.entries.get((layer, expert))
+            if entry is not None and entry.cold and not cold_ok:
+                self.cond.wait_for(lambda: entry.pins == 0 and (entry.ready or entry.error is not None))
+                self.policies[layer].discard(expert)
+                self._drop(entry)
+                return None
             if entry is not None and entry.error is None:
                 entry.pins += 1
                 self.policies[layer].touch(expert)
@@ -184,8 +193,9 @@ class ExpertCache:
                 if entry is not None and entry.error is None:
                     self.policies[layer].touch(expert)
 
-    def reserve(self, layer: int, expert: int, prefetch: bool) -> Entry | None:
-        """Claim a slot for a load (evicting if needed); None if the expert is present or every slot is pinned."""
+    def reserve(self, layer: int, expert: int, prefetch: bool, cold: bool = False) -> Entry | None:
+        """Claim a slot for a load (evicting if needed); None if the expert is present or every slot is pinned.
+        ``cold``: the load reads the store's cold tier (its files are never larger than a slot)."""
         with self.cond:
             if (layer, expert) in self.entries:
                 return None
@@ -198,7 +208,8 @@ class ExpertCache:
                 if victim is None:
                     return None
                 self._drop(self.entries[(layer, victim)])
-            entry = Entry(layer, expert, prefetched=prefetch, pins=0 if prefetch else 1, slot=self._spare_slots.pop())
+            entry = Entry(layer, expert, prefetched=prefetch, pins=0 if prefetch else 1, slot=self._spare_slots.pop(),
+                          cold=cold)
             self.entries[(layer, expert)] = entry
             self.count[layer] += 1
             self.policies[layer].insert(expert)

@@ -116,9 +116,52 @@ class _ExpertReader:
         self._handles.clear()
 
 
+def _table_json(tables) -> dict:
+    nested: dict[str, dict] = defaultdict(dict)
+    for name, entry in tables.items():
+        matrix, tensor = name.split(".", 1)
+        nested[matrix][tensor] = {"offset": entry.offset, "dtype": entry.dtype, "shape": list(entry.shape)}
+    return nested
+
+
+def _quant_json(spec: QuantSpec) -> dict:
+    return {"bits": spec.bits, "group": spec.group, "scheme": "asymmetric min/max per group",
+            "int4_layout": int4_layout_fingerprint() if spec.bits == 4 else None}
+
+
+class _TierWriter:
+    """Writes one precision of every expert (atomically, file by file) and collects its manifest section."""
+
+    def __init__(self, store_dir: Path, spec: QuantSpec, cold: bool) -> None:
+        self.store_dir, self.spec, self.cold = store_dir, spec, cold
+        self.entries: dict[str, dict] = {}
+        self.tables, self.expert_bytes = None, None
+
+    def write(self, layer: int, expert: int, gate_up: torch.Tensor, down: torch.Tensor) -> None:
+        flat = {f"gate_up.{k}": v for k, v in quantize(gate_up, self.spec).items()}
+        flat.update({f"down.{k}": v for k, v in quantize(down, self.spec).items()})
+        payload, table = serialize(flat)
+        if self.tables is None:
+            self.tables, self.expert_bytes = table, len(payload)
+        path = self.store_dir / expert_file(layer, expert, self.cold)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(payload)
+        os.replace(tmp, path)
+        self.entries[f"{layer}.{expert}"] = {"bytes": len(payload), "crc32": zlib.crc32(payload)}
+
+    def section(self) -> dict:
+        return {"quantization": _quant_json(self.spec), "tables": _table_json(self.tables),
+                "expert_bytes": self.expert_bytes, "experts": self.entries}
+
+
 def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLike, bits: int = 4,
-                       group_size: int | None = None) -> Path:
-    """Quantize every expert of ``model_dir`` into ``store_dir``; returns the manifest path."""
+                       group_size: int | None = None, cold_bits: int | None = None,
+                       cold_group_size: int | None = None) -> Path:
+    """Quantize every expert of ``model_dir`` into ``store_dir``; returns the manifest path.
+
+    ``cold_bits`` (e.g. 2) also writes every expert at that lower precision into the store's cold tier, which the
+    runtime's ``cold_tail`` option reads for the least-demanded experts of a prefill."""
     from transformers import AutoConfig
 
     model_dir, store_dir = Path(model_dir), Path(store_dir)
@@ -127,59 +170,60 @@ def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLik
     config = AutoConfig.from_pretrained(model_dir)
     hidden, width, num_experts, top_k = moe_dimensions(config)
     spec = QuantSpec.make(bits, group_size)
-    for size in (hidden, width):
-        if size % spec.group or (spec.bits == 2 and size % 4):
-            raise ExpertStoreError(f"group size {spec.group} does not divide the expert dimensions ({hidden}, {width})")
+    cold_spec = QuantSpec.make(cold_bits, cold_group_size) if cold_bits is not None else None
+    if cold_spec is not None and cold_spec.bits >= spec.bits:
+        raise ExpertStoreError(f"the cold tier must have fewer bits than the store ({cold_spec.bits} >= {spec.bits})")
+    for tier_spec in filter(None, (spec, cold_spec)):
+        for size in (hidden, width):
+            if size % tier_spec.group or (tier_spec.bits == 2 and size % 4):
+                raise ExpertStoreError(f"group size {tier_spec.group} does not divide the expert dimensions "
+                                       f"({hidden}, {width})")
     reader = _ExpertReader(checkpoint_files(model_dir), hidden, width)
     layers = reader.layers
     if not layers:
         raise ExpertStoreError(f"no expert tensors found in {model_dir}")
     if store_dir.exists():
+        (store_dir / MANIFEST).unlink(missing_ok=True)  # first: a half-rewritten store never looks complete
         shutil.rmtree(store_dir / "experts", ignore_errors=True)
-        (store_dir / MANIFEST).unlink(missing_ok=True)
+        shutil.rmtree(store_dir / "cold", ignore_errors=True)
     process = psutil.Process()
     peak_rss = baseline_rss = process.memory_info().rss
-    entries, tables, expert_bytes = {}, None, None
+    writers = [_TierWriter(store_dir, spec, cold=False)]
+    if cold_spec is not None:
+        writers.append(_TierWriter(store_dir, cold_spec, cold=True))
     total = len(layers) * num_experts
     with tqdm(total=total, desc="quantizing experts", unit="expert") as progress:
         for layer in layers:
-            (store_dir / expert_file(layer, 0)).parent.mkdir(parents=True, exist_ok=True)
             for expert in range(num_experts):
                 gate_up, down = reader.expert(layer, expert)
-                flat = {f"gate_up.{k}": v for k, v in quantize(gate_up, spec).items()}
-                flat.update({f"down.{k}": v for k, v in quantize(down, spec).items()})
-                payload, table = serialize(flat)
-                if tables is None:
-                    tables, expert_bytes = table, len(payload)
-                path = store_dir / expert_file(layer, expert)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(payload)
-                os.replace(tmp, path)
-                entries[f"{layer}.{expert}"] = {"bytes": len(payload), "crc32": zlib.crc32(payload)}
+                for writer in writers:
+                    writer.write(layer, expert, gate_up, down)
                 peak_rss = max(peak_rss, process.memory_info().rss)
                 progress.update()
     reader.close()
-    nested: dict[str, dict] = defaultdict(dict)
-    for name, entry in tables.items():
-        matrix, tensor = name.split(".", 1)
-        nested[matrix][tensor] = {"offset": entry.offset, "dtype": entry.dtype, "shape": list(entry.shape)}
+    main = writers[0].section()
+    expert_bytes = main["expert_bytes"]
+    if cold_spec is not None and writers[1].expert_bytes > expert_bytes:  # cold loads go into main-size cache slots
+        raise ExpertStoreError(f"cold tier experts ({writers[1].expert_bytes} bytes) are larger than the store's "
+                               f"({expert_bytes} bytes); use fewer cold bits or a larger cold group")
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_type": config.model_type,
         "architectures": getattr(config, "architectures", None),
         "hidden_size": hidden, "expert_width": width, "num_experts": num_experts, "top_k": top_k,
         "moe_layers": layers,
-        "quantization": {"bits": spec.bits, "group": spec.group, "scheme": "asymmetric min/max per group",
-                         "int4_layout": int4_layout_fingerprint() if spec.bits == 4 else None},
         "shapes": {"gate_up": [2 * width, hidden], "down": [hidden, width]},
-        "tables": nested, "expert_bytes": expert_bytes, "experts": entries,
+        **main,
+        "cold": writers[1].section() if cold_spec is not None else None,
         "convert": {"peak_rss_bytes": peak_rss, "rss_before_bytes": baseline_rss, "peak_rss_rusage_bytes": _rusage_peak()},
     }
     path = store_dir / MANIFEST
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(manifest, indent=1))
     os.replace(tmp, path)
-    log.info("wrote %d experts (%d bytes each) to %s; peak RSS %.1f MiB", total, expert_bytes, store_dir, peak_rss / 2**20)
+    log.info("wrote %d experts (%d bytes each%s) to %s; peak RSS %.1f MiB", total, expert_bytes,
+             f", cold tier {writers[1].expert_bytes} bytes each" if cold_spec is not None else "", store_dir,
+             peak_rss / 2**20)
     return path
 
 

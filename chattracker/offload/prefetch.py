@@ -21,6 +21,7 @@ class Prediction:
     ranking: list[int]
     predicted: set[int]
     pooled: bool  # many tokens: fetch every expert with demand, most popular first
+    counts: list[int] | None = None  # pooled: predicted tokens per ranked expert (decides the cold tail)
 
 
 class Predictor:
@@ -58,8 +59,8 @@ class FatePredictor(Predictor):
             ranking = chosen + [e for e in torch.argsort(logits.reshape(-1), descending=True).tolist() if e not in chosen]
             return Prediction(ranking, predicted, pooled=False)
         counts = torch.bincount(indices, minlength=self.num_experts)[: self.num_experts]
-        order = torch.argsort(counts, descending=True, stable=True)
-        return Prediction([e for e in order.tolist() if counts[e] > 0], predicted, pooled=True)
+        order = [e for e in torch.argsort(counts, descending=True, stable=True).tolist() if counts[e] > 0]
+        return Prediction(order, predicted, pooled=True, counts=counts[order].tolist())
 
 
 class ActivationPathPredictor(Predictor):

@@ -87,8 +87,8 @@ class _IOPool:
                 return
             start = time.perf_counter()
             try:
-                buffer = engine.store.read_into(entry.layer, entry.expert, engine.cache.buffer(entry))
-                data = engine.to_device(engine.store.parse(buffer))
+                buffer = engine.store.read_into(entry.layer, entry.expert, engine.cache.buffer(entry), entry.cold)
+                data = engine.to_device(engine.store.parse(buffer, entry.cold))
             except BaseException as error:  # reported to whoever needs the expert, not swallowed
                 engine.cache.complete(entry, None, error)
                 continue
@@ -96,11 +96,15 @@ class _IOPool:
             with engine.stats.lock:
                 engine.stats.bytes_read += len(buffer)
                 engine.stats.io_busy_s += seconds
+                if entry.cold:
+                    engine.stats.loads_cold += 1
+                    engine.stats.bytes_read_cold += len(buffer)
                 if entry.prefetched:
                     engine.stats.loads_prefetch += 1
                 else:
                     engine.stats.loads_demand += 1
-            self.load_seconds = seconds if not self.load_seconds else 0.8 * self.load_seconds + 0.2 * seconds
+            if not entry.cold:  # the decode read-ahead budget is in full-precision reads
+                self.load_seconds = seconds if not self.load_seconds else 0.8 * self.load_seconds + 0.2 * seconds
             engine.cache.complete(entry, data)
 
 
@@ -110,12 +114,17 @@ class OffloadEngine:
     def __init__(self, store: ExpertStore, budget_bytes: int, method: str = "fate", *, allocation: str | None = None,
                  policy: str | None = None, prefetch: str | None = None, overlap: bool | None = None,
                  io_threads: int = 2, resident_layers: int = 4, top_k: int | None = None,
-                 device: str | torch.device = "cpu", min_precision: float = 0.5) -> None:
+                 device: str | torch.device = "cpu", min_precision: float = 0.5, cold_tail: float = 0.0) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown offload method {method!r}; choose from {', '.join(METHODS)}")
         default_allocation, default_policy, default_prefetch, default_overlap = METHODS[method]
         self.overlap = default_overlap if overlap is None else overlap
         self.method, self.store = method, store
+        if not 0 <= cold_tail < 1:
+            raise ValueError(f"cold_tail is a share of a prefill's expert assignments in [0, 1), not {cold_tail!r}")
+        if cold_tail:
+            store.tier(cold=True)  # a clear error now if the store has no cold tier
+        self.cold_tail = cold_tail
         self.device = torch.device(device)
         if method == "resident":
             budget_bytes = max(budget_bytes, store.total_bytes)
@@ -228,9 +237,14 @@ class OffloadEngine:
             self.issued_counts[layer] = [0.9 * read + len(issued), 0.9 * right + sum(e in used for e in issued)]
         self.predictor.observe(position, top_k_index)
 
+        prefill = tokens > 1
+        cold: set[int] = set()
+        if prefill and self.cold_tail:
+            counts = torch.bincount(flat[flat < num_experts], minlength=num_experts)
+            cold = self._cold_tail(used, [int(counts[e]) for e in used])
         ready, waiting, missing = deque(), [], deque()
         for expert in used:
-            entry = self.cache.lookup(layer, expert)
+            entry = self.cache.lookup(layer, expert, cold_ok=prefill)
             if entry is None:
                 missing.append(expert)
             elif entry.ready:
@@ -245,7 +259,7 @@ class OffloadEngine:
             layer_stats.late_hits += len(waiting)
             layer_stats.misses += len(missing)
         if self.overlap:
-            self._issue_demand(layer, call, missing, waiting)
+            self._issue_demand(layer, call, missing, waiting, cold)
         self._prefetch(position, call, hidden_states)
 
         output = torch.zeros_like(hidden_states)
@@ -253,12 +267,12 @@ class OffloadEngine:
             if not ready and not waiting:
                 # overlap: every slot is taken by loads still in flight (e.g. wrong prefetches); otherwise the present
                 # experts are done and the next miss is read now, while nothing else runs
-                if self.overlap or not self._issue_demand(layer, call, missing, waiting, limit=1):
+                if self.overlap or not self._issue_demand(layer, call, missing, waiting, cold, limit=1):
                     start = time.perf_counter()
                     self.cache.wait_for_slot(layer)
                     self.stats.io_wait_s += time.perf_counter() - start
                     if self.overlap:
-                        self._issue_demand(layer, call, missing, waiting)
+                        self._issue_demand(layer, call, missing, waiting, cold)
                 continue
             if not ready:
                 start = time.perf_counter()
@@ -277,15 +291,16 @@ class OffloadEngine:
             finally:
                 self.cache.unpin(entry)
             if self.overlap:
-                self._issue_demand(layer, call, missing, waiting)
+                self._issue_demand(layer, call, missing, waiting, cold)
         return output
 
-    def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list, limit: int | None = None) -> int:
-        """Claim slots for (up to ``limit``) missing experts; with a small budget the rest wait until computed ones
-        are unpinned. Returns how many moved to ``waiting``."""
+    def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list, cold: set[int],
+                      limit: int | None = None) -> int:
+        """Claim slots for (up to ``limit``) missing experts, those in ``cold`` from the cold tier; with a small budget
+        the rest wait until computed ones are unpinned. Returns how many moved to ``waiting``."""
         moved = 0
         while missing and (limit is None or moved < limit):
-            entry = self.cache.reserve(layer, missing[0], prefetch=False)
+            entry = self.cache.reserve(layer, missing[0], prefetch=False, cold=missing[0] in cold)
             if entry is None:
                 present = self.cache.lookup(layer, missing[0])  # raced with a prefetch that claimed it meanwhile
                 if present is None:
@@ -309,8 +324,11 @@ class OffloadEngine:
         if capacity >= self.store.num_experts and all(
                 (layer, e) in self.cache.entries for e in range(self.store.num_experts)):
             return
+        cold = set()
         if prediction.pooled:
             limit = capacity
+            if self.cold_tail and prediction.counts:
+                cold = self._cold_tail(prediction.ranking, prediction.counts)
         else:
             limit = min(self.top_k, capacity)
             if self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
@@ -330,11 +348,22 @@ class OffloadEngine:
                 # this rank has been right less often than min_precision: fetching it would mostly waste a read
                 # (bandwidth, and CPU on a small machine) that a demand load avoids when the guess is wrong
                 continue
-            entry = self.cache.reserve(layer, expert, prefetch=True)
+            entry = self.cache.reserve(layer, expert, prefetch=True, cold=expert in cold)
             if entry is not None:
                 self.io.submit(entry, call + 1, demand=False, rank=rank)
                 if issued is not None:
                     issued.append(expert)
+
+    def _cold_tail(self, experts: list[int], counts: list[int]) -> set[int]:
+        """Fate's prefill cold tail: the least-demanded experts that together take at most ``cold_tail`` of the
+        token assignments, read at the cold tier's precision (fewer bytes) when they are not already present."""
+        allowed, taken, cold = self.cold_tail * sum(counts), 0, set()
+        for count, expert in sorted(zip(counts, experts)):
+            if taken + count > allowed:
+                break
+            taken += count
+            cold.add(expert)
+        return cold
 
     def _reads_ahead_wasted(self, layer: int) -> bool:
         """Fate decode: stop reading ahead for a layer whose recent reads ahead were mostly unused.
@@ -354,7 +383,7 @@ class OffloadEngine:
         data = entry.data
         if "_event" in data:
             torch.cuda.current_stream(self.device).wait_event(data["_event"])
-        spec, shapes = self.store.spec, self.store.shapes
+        spec, shapes = self.store.tier(entry.cold).spec, self.store.shapes
         if hidden_states.shape[0] == 1:  # decode: one token, no gather/scatter (saves ~0.1 ms of overhead per expert)
             slot = top_k_index[0].tolist().index(entry.expert)
             gate, up = qlinear(hidden_states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
@@ -406,4 +435,6 @@ def describe_store(store_dir: str | Path) -> dict:
             "moe_layers": len(store.layers), "experts_per_layer": store.num_experts, "top_k": manifest["top_k"],
             "hidden_size": manifest["hidden_size"], "expert_width": manifest["expert_width"],
             "quantization": manifest["quantization"], "expert_bytes": store.expert_bytes,
+            "cold_tier": ({"quantization": store.cold.spec.__dict__, "expert_bytes": store.cold.expert_bytes}
+                          if store.cold else None),
             "total_expert_bytes": store.total_bytes, "convert": manifest.get("convert")}

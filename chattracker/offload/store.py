@@ -2,6 +2,8 @@
 
 Every expert file of a store has the same tensor table (name -> offset, dtype, shape), kept once in the manifest;
 each file has its own size and CRC32 so a truncated or corrupted file is caught before it reaches a matmul.
+A store may also hold a *cold* tier: every expert again at fewer bits (``cold/``, INT2 by default), which Fate reads
+for the least-demanded experts of a prefill to save bandwidth.
 
 Reads bypass the OS page cache, so repeated loads cost a real storage read, as they would for a model larger than
 RAM: with ``O_DIRECT`` where the file system allows it (storage DMAs straight into the caller's page-aligned buffer,
@@ -57,9 +59,9 @@ class TensorEntry:
         return count * torch.empty((), dtype=_DTYPES[self.dtype]).element_size()
 
 
-def expert_file(layer: int, expert: int) -> str:
-    """Relative path of one expert's file."""
-    return f"experts/layer{layer:03d}/expert{expert:04d}.bin"
+def expert_file(layer: int, expert: int, cold: bool = False) -> str:
+    """Relative path of one expert's file (in the cold tier with ``cold``)."""
+    return f"{'cold' if cold else 'experts'}/layer{layer:03d}/expert{expert:04d}.bin"
 
 
 def drop_pages(fd: int) -> None:
@@ -106,6 +108,25 @@ def serialize(tensors: dict[str, torch.Tensor]) -> tuple[bytes, dict[str, Tensor
     return b"".join(chunks), table
 
 
+@dataclass(frozen=True)
+class Tier:
+    """One precision of a store's experts: quantization, the shared tensor table, and each file's size and CRC32."""
+
+    cold: bool
+    spec: QuantSpec
+    tables: dict[str, dict[str, TensorEntry]]
+    expert_bytes: int
+    entries: dict[str, dict]
+
+    @classmethod
+    def from_manifest(cls, section: dict, cold: bool) -> "Tier":
+        quant = section["quantization"]
+        tables = {name: {key: TensorEntry(v["offset"], v["dtype"], tuple(v["shape"])) for key, v in table.items()}
+                  for name, table in section["tables"].items()}
+        return cls(cold, QuantSpec.make(quant["bits"], quant["group"]), tables, section["expert_bytes"],
+                   section["experts"])
+
+
 class ExpertStore:
     """Read access to a converted store.
 
@@ -131,18 +152,18 @@ class ExpertStore:
             raise ExpertStoreError(f"unreadable store manifest {path}: {error}") from error
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise ExpertStoreError(f"{path}: unsupported store format {self.manifest.get('format_version')!r}")
-        quant = self.manifest["quantization"]
-        self.spec = QuantSpec.make(quant["bits"], quant["group"])
-        if self.spec.bits == 4 and quant.get("int4_layout") != int4_layout_fingerprint():
-            raise ExpertStoreError(
-                f"{path}: INT4 data was packed by a torch build with another CPU layout; re-run `chattracker offload convert` here")
-        self.tables = {name: {key: TensorEntry(v["offset"], v["dtype"], tuple(v["shape"])) for key, v in table.items()}
-                       for name, table in self.manifest["tables"].items()}
+        sections = [self.manifest] + ([self.manifest["cold"]] if self.manifest.get("cold") else [])
+        for section in sections:
+            quant = section["quantization"]
+            if quant["bits"] == 4 and quant.get("int4_layout") != int4_layout_fingerprint():
+                raise ExpertStoreError(f"{path}: INT4 data was packed by a torch build with another CPU layout; "
+                                       "re-run `chattracker offload convert` here")
+        self.main = Tier.from_manifest(self.manifest, cold=False)
+        self.cold = Tier.from_manifest(self.manifest["cold"], cold=True) if len(sections) > 1 else None
+        self.spec, self.tables, self.expert_bytes = self.main.spec, self.main.tables, self.main.expert_bytes
         self.layers: list[int] = list(self.manifest["moe_layers"])
         self.num_experts: int = self.manifest["num_experts"]
-        self.expert_bytes: int = self.manifest["expert_bytes"]
         self.shapes = {name: tuple(shape) for name, shape in self.manifest["shapes"].items()}
-        self._entries = self.manifest["experts"]
 
     @property
     def total_bytes(self) -> int:
@@ -157,21 +178,29 @@ class ExpertStore:
     def read_mode(self) -> str:
         return "O_DIRECT" if self._direct else "buffered + POSIX_FADV_DONTNEED"
 
-    def path(self, layer: int, expert: int) -> Path:
-        return self.root / expert_file(layer, expert)
+    def path(self, layer: int, expert: int, cold: bool = False) -> Path:
+        return self.root / expert_file(layer, expert, cold)
 
-    def read(self, layer: int, expert: int) -> memoryview:
+    def tier(self, cold: bool) -> Tier:
+        if not cold:
+            return self.main
+        if self.cold is None:
+            raise ExpertStoreError(f"store {self.root} has no cold tier; convert it with `--cold-bits 2`")
+        return self.cold
+
+    def read(self, layer: int, expert: int, cold: bool = False) -> memoryview:
         """Read and verify one expert file into a fresh buffer (the engine reads into its cache slots instead)."""
-        return self.read_into(layer, expert, aligned_buffer(self.slot_bytes))
+        return self.read_into(layer, expert, aligned_buffer(self.slot_bytes), cold)
 
-    def read_into(self, layer: int, expert: int, buffer: memoryview) -> memoryview:
-        """Read and verify one expert file into ``buffer`` (page-aligned, at least ``slot_bytes``); returns the
-        part holding the file. The page cache keeps nothing of it afterwards."""
+    def read_into(self, layer: int, expert: int, buffer: memoryview, cold: bool = False) -> memoryview:
+        """Read and verify one expert file (of the cold tier with ``cold``) into ``buffer`` (page-aligned, at least
+        ``slot_bytes``); returns the part holding the file. The page cache keeps nothing of it afterwards."""
         key = f"{layer}.{expert}"
-        entry = self._entries.get(key)
-        path = self.path(layer, expert)
+        entry = self.tier(cold).entries.get(key)
+        path = self.path(layer, expert, cold)
         if entry is None:
-            raise ExpertStoreError(f"{self.root / MANIFEST} has no entry for layer {layer} expert {expert}")
+            raise ExpertStoreError(f"{self.root / MANIFEST} has no entry for layer {layer} expert {expert}"
+                                   + (" in its cold tier" if cold else ""))
         size = entry["bytes"]
         if len(buffer) < align_up(size):
             raise ValueError(f"buffer of {len(buffer)} bytes cannot hold {path} ({size} bytes, aligned)")
@@ -192,11 +221,11 @@ class ExpertStore:
         if got != size:
             raise ExpertStoreError(f"expert file {path} has the wrong size (read {got} of {size} bytes)")
         view = buffer[:size]
-        if self.verify == "always" or key not in self._verified:
+        if self.verify == "always" or str(path) not in self._verified:
             if zlib.crc32(view) != entry["crc32"]:
                 raise ExpertStoreError(f"expert file {path} is corrupt (CRC32 mismatch)")
             with self._lock:
-                self._verified.add(key)
+                self._verified.add(str(path))
         return view
 
     def _open(self, path: Path) -> int:
@@ -215,10 +244,10 @@ class ExpertStore:
         except OSError as error:
             raise ExpertStoreError(f"expert file {path} cannot be opened: {error.strerror}") from error
 
-    def parse(self, buffer: memoryview) -> dict[str, dict[str, torch.Tensor]]:
+    def parse(self, buffer: memoryview, cold: bool = False) -> dict[str, dict[str, torch.Tensor]]:
         """Zero-copy tensor views over a file's bytes: {"gate_up": {...}, "down": {...}}."""
         out: dict[str, dict[str, torch.Tensor]] = {}
-        for matrix, table in self.tables.items():
+        for matrix, table in self.tier(cold).tables.items():
             out[matrix] = {}
             for name, entry in table.items():
                 flat = torch.frombuffer(buffer, dtype=torch.uint8, count=entry.nbytes, offset=entry.offset)

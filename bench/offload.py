@@ -1,8 +1,9 @@
 """Benchmark of the MoE offloading engine against load-on-demand, activation-path prefetch, accelerate disk
 offload and everything-resident, on a random-weight Qwen3VLMoeForConditionalGeneration with real expert shapes.
-Fate and load-on-demand are also measured alternately in one process ("paired"), where this machine's drift in speed
-between processes and minutes cancels out of their ratio, together with ``lod-overlap`` (load-on-demand plus Fate's
-compute/IO overlap, no prefetch), an ablation: fate's edge over it is what the prefetcher alone adds.
+Fate and load-on-demand are also measured side by side in one process, taking turns one decode step at a time
+("paired"), where this machine's drift in speed cancels out of their ratio, together with ``lod-overlap``
+(load-on-demand plus Fate's compute/IO overlap, no prefetch), an ablation: fate's edge over it is what the
+prefetcher alone adds.
 
 Prints one JSON document (also written to --out). Page cache: the engine reads experts with O_DIRECT (or, where the
 file system lacks it, buffered reads followed by posix_fadvise(POSIX_FADV_DONTNEED)); accelerate's files have their
@@ -369,30 +370,106 @@ def run_one(job: dict) -> dict:
 
 
 PAIRED = ("fate", "lod", "lod-overlap")
+PAIRED_ROUNDS = 2  # each round: fresh engines, 63 decode steps of each method taken in turns
+
+
+class _TurnTimer:
+    """Logits processor for one runner: forces the scheduled token, times the runner's own time per step, then
+    switches back to the scheduler until the runner's next turn. Step 0 is the prefill."""
+
+    def __init__(self, tokens: list[int], engine) -> None:
+        self.tokens, self.engine = tokens, engine
+        self.busy: list[float] = []
+        self.resumed = 0.0
+        self.io_wait_at_prefill = 0.0
+
+    def __call__(self, input_ids, scores):
+        import greenlet
+
+        self.busy.append(time.perf_counter() - self.resumed)
+        if len(self.busy) == 1:
+            self.io_wait_at_prefill = self.engine.stats.io_wait_s
+        forced = torch.full_like(scores, -math.inf)
+        forced[:, self.tokens[len(self.busy) - 1]] = 0
+        greenlet.getcurrent().parent.switch()
+        self.resumed = time.perf_counter()
+        return forced
 
 
 def run_paired(job: dict) -> dict:
-    """Fate and the load-on-demand baselines in one process, alternating, ``job['rounds']`` rounds (rotated order).
+    """Fate and the load-on-demand baselines decoding side by side in one process, taking turns step by step.
 
-    This machine's speed differs by up to 15-20% between processes and minutes, more than load-on-demand's whole IO
-    wait (a few ms of a ~45 ms token), so their ratio is also measured where that cancels: same process, runs
-    seconds apart. Decode time per token: median of every step of every round."""
-    steps: dict[str, list[float]] = {m: [] for m in PAIRED}
-    by_round: dict[str, list[float]] = {m: [] for m in PAIRED}
-    io_wait: dict[str, list[float]] = {m: [] for m in PAIRED}
+    This machine's speed drifts by 10-20% between processes and even between runs seconds apart, more than
+    load-on-demand's whole IO wait (a few ms of a ~45 ms token). Here each method's generate() runs as a coroutine
+    (greenlet) and they alternate one decode step at a time (rotating who goes first), so the drift cancels out of
+    their ratio; every method decodes the same forced, seeded random token sequence, so routing is identical. Each step
+    is timed
+    from the moment the method gets its turn. ``job['rounds']`` rounds, fresh engines each; decode time per token:
+    median of every step of every round."""
+    import greenlet
+
+    from chattracker.offload import load_offloaded_model
+
+    size = job["size"]
+    inputs = make_inputs(size)
+    generator = torch.Generator().manual_seed(2)
+    tokens = torch.randint(0, IMAGE_TOKEN, (size["decode"],), generator=generator).tolist()
+    variants = job.get("variants", {m: (m, {}) for m in PAIRED})  # name: (method, engine options)
+    names = list(variants)
+    steps: dict[str, list[float]] = {m: [] for m in names}
+    by_round: dict[str, list[float]] = {m: [] for m in names}
+    io_wait: dict[str, list[float]] = {m: [] for m in names}
     for index in range(job["rounds"]):
-        shift = index % len(PAIRED)
-        for method in PAIRED[shift:] + PAIRED[:shift]:
-            row = run_one(dict(job, method=method))
-            steps[method] += row["decode_steps_s"]
-            by_round[method].append(row["decode_s_per_token"])
-            io_wait[method].append(row["decode"]["io_wait_s_per_token"])
-            gc.collect()
+        models, timers, runners = {}, {}, {}
+        for method in names:
+            engine_method, options = variants[method]
+            model, engine = load_offloaded_model(job["model_dir"], job["store_dir"], expert_budget=job["budget_bytes"],
+                                                 method=engine_method, io_threads=job.get("io_threads", 2), **options)
+            if job["regime"] == "zipf":
+                add_zipf_bias(model, ZIPF_EXPONENT)
+            warm = warm_inputs(inputs, size)
+            with torch.no_grad():
+                model.generate(**warm, max_new_tokens=2, do_sample=False,
+                               prefill_chunk_size=warm["input_ids"].shape[1] // 2 + 1)
+            models[method] = (model, engine)
+            timers[method] = _TurnTimer(tokens, engine)
+
+            def run(model=model, timer=timers[method]):
+                with torch.no_grad():
+                    model.generate(**inputs, max_new_tokens=len(tokens), min_new_tokens=len(tokens), do_sample=False,
+                                   logits_processor=[timer], prefill_chunk_size=PREFILL_CHUNK)
+
+            runners[method] = greenlet.greenlet(run)
+        # Coroutines in this one thread (not threads: each thread would bring its own OpenMP team, whose idle workers
+        # spin on the 2 cores while another team computes). Turn by turn, the order rotating each cycle.
+        order, cycle = list(names), index
+        while order:
+            shift = cycle % len(order)
+            for method in order[shift:] + order[:shift]:
+                timers[method].resumed = time.perf_counter()
+                runners[method].switch()  # runs until its next logits call (one step) or the end; errors propagate
+            order = [m for m in order if not runners[m].dead]
+            cycle += 1
+        for method, timer in timers.items():
+            decode = timer.busy[1:]
+            steps[method] += decode
+            by_round[method].append(sorted(decode)[len(decode) // 2])
+            engine = models[method][1]
+            io_wait[method].append((engine.stats.io_wait_s - timer.io_wait_at_prefill) / len(decode))
+            engine.close()
+            if job.get("keep_engines") is not None:
+                job["keep_engines"].setdefault(method, []).append(engine)
+        del models, timers, runners
+        gc.collect()
     median = {m: sorted(v)[len(v) // 2] for m, v in steps.items()}
+    if "variants" in job:  # an experiment: no ratios
+        return {"decode_s_per_token": median, "decode_io_wait_s_per_token_by_round": io_wait}
+    step_ratio = sorted(lod / fate for lod, fate in zip(steps["lod"], steps["fate"]))
     return {"method": "paired", "regime": job["regime"], "budget": job["budget"], "rounds": job["rounds"],
             "decode_s_per_token": median, "decode_s_per_token_by_round": by_round,
             "decode_io_wait_s_per_token_by_round": io_wait,
             "fate_decode_speedup_vs_lod": median["lod"] / median["fate"],
+            "fate_decode_speedup_vs_lod_median_step_ratio": step_ratio[len(step_ratio) // 2],
             "fate_decode_speedup_vs_lod_overlap": median["lod-overlap"] / median["fate"]}
 
 
@@ -549,6 +626,8 @@ def summarize(rows: list[dict], bandwidth: float, budgets: list[float], paired: 
                     ratios["fate_prefill_speedup_vs_lod"] = lod["prefill_s"] / fate["prefill_s"]
                 if pair_ok:  # same process, alternating; lod-overlap: what the prefetcher adds beyond the overlap
                     ratios["fate_decode_speedup_vs_lod_paired"] = pair["fate_decode_speedup_vs_lod"]
+                    ratios["fate_decode_speedup_vs_lod_paired_median_step_ratio"] = (
+                        pair["fate_decode_speedup_vs_lod_median_step_ratio"])
                     ratios["fate_decode_speedup_vs_lod_overlap_paired"] = pair["fate_decode_speedup_vs_lod_overlap"]
                 int2 = group.get("fate-int2")
                 if int2 and "error" not in int2:  # Fate's optional INT2 cold tail for prefill, against plain fate
@@ -640,7 +719,7 @@ def main() -> None:
                                         budget_bytes=int(budget * store.total_bytes),
                                         also_for=[b for b in size["budgets"] if b not in accelerate_budgets]))
         budget = size["budgets"][0]
-        accelerate_jobs.append(dict(method="paired", regime=regime, budget=budget, rounds=rounds,
+        accelerate_jobs.append(dict(method="paired", regime=regime, budget=budget, rounds=min(rounds, PAIRED_ROUNDS),
                                     budget_bytes=int(budget * store.total_bytes)))
     # Round r runs the engine jobs rotated by r positions per regime, so no method always runs first or last; the
     # (slow, 30x-away) accelerate baseline and the paired fate / load-on-demand process run once, in the middle.

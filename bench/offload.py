@@ -38,7 +38,7 @@ import torch
 
 ZIPF_EXPONENT = 1.0
 FULL = dict(hidden=2048, width=768, layers=6, experts=32, top_k=4, heads=16, kv_heads=4, vocab=2048, prompt=512,
-            image_side=16, decode=64, accelerate_decode=3, budgets=[0.25, 0.5], rounds=3)
+            image_side=16, decode=64, accelerate_decode=3, budgets=[0.25, 0.5], rounds=2)
 QUICK = dict(hidden=512, width=256, layers=4, experts=16, top_k=2, heads=4, kv_heads=2, vocab=1024, prompt=96,
              image_side=8, decode=12, accelerate_decode=3, budgets=[0.25], rounds=1)
 COLD_TAIL = 0.25  # fate-int2: share of a prefill's expert assignments read at INT2 (Fate: about 25-30%)
@@ -117,7 +117,12 @@ def warm_inputs(inputs: dict, size: dict, words: int = 8) -> dict:
 
 
 def add_zipf_bias(model, exponent: float) -> None:
-    """Add a fixed per-layer Zipf popularity bias -s*ln(rank) to every router's logits (ranks permuted per layer)."""
+    """Add a fixed per-layer Zipf popularity bias -s*ln(rank) to every router's logits (ranks permuted per layer).
+
+    The router's forward is replaced (not hooked: a hook would compute the router twice), so the model's own router
+    calls and Fate's cross-layer gate, which calls the next layer's router module, both see the bias."""
+    import types
+
     import torch.nn.functional as F
 
     for index, layer in enumerate(model.model.language_model.layers):
@@ -125,15 +130,15 @@ def add_zipf_bias(model, exponent: float) -> None:
         ranks = torch.randperm(gate.num_experts, generator=torch.Generator().manual_seed(100 + index)) + 1
         bias = -exponent * torch.log(ranks.float())
 
-        def hook(module, args, output, bias=bias):
-            hidden = args[0].reshape(-1, module.hidden_dim)
+        def biased_forward(module, hidden_states, bias=bias):
+            hidden = hidden_states.reshape(-1, module.hidden_dim)
             logits = F.linear(hidden, module.weight) + bias.to(hidden.dtype)
             probs = torch.softmax(logits, dtype=torch.float, dim=-1)
             top, indices = torch.topk(probs, module.top_k, dim=-1)
             top = (top / top.sum(dim=-1, keepdim=True)).to(logits.dtype)
             return logits, top, indices
 
-        gate.register_forward_hook(hook)
+        gate.forward = types.MethodType(biased_forward, gate)
 
 
 # ---- one measurement ----------------------------------------------------------------------------------------
@@ -666,7 +671,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small model, 25%% budget only, in-process (< 1 min)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--workdir", type=Path, help="where the model and store go (default: a temp folder)")
-    parser.add_argument("--rounds", type=int, help="measure every method this many times, interleaved (default: 3, "
+    parser.add_argument("--rounds", type=int, help="measure every method this many times, interleaved (default: 2, "
                         "quick 1); the machine's speed drifts, so each method's rounds are spread over the run")
     args = parser.parse_args()
     if args.rounds is not None and args.rounds < 1:

@@ -137,6 +137,30 @@ def test_prefetch_statistics_when_predictions_are_right(constant_router):
     assert first["misses"] == 2 and first["hits"] == 2 * 5 and first["predicted"] == 0  # first layer: no prediction
 
 
+@pytest.mark.parametrize("adaptive", [True, False])
+def test_fate_stops_predicting_while_right_guesses_are_already_cached(constant_router, adaptive):
+    """Right guesses of cached experts save nothing, so after 16 decode rounds the gate (a router call per layer)
+    is skipped, 7 rounds in 8; the tokens do not change."""
+    model_dir, store = constant_router
+    resident, _ = _generate(model_dir, store, "resident", 1.0, tokens=40)
+    output, engine = _generate(model_dir, store, "fate", 0.25, tokens=40) if adaptive else (None, None)
+    if not adaptive:
+        model, engine = load_offloaded_model(model_dir, store, expert_budget=0.25, method="fate", adaptive_gate=False)
+        try:
+            output = model.generate(PROMPT, attention_mask=torch.ones_like(PROMPT), max_new_tokens=40, do_sample=False)
+        finally:
+            engine.close()
+    assert torch.equal(output, resident)
+    summary = engine.stats.summary()
+    layer = summary["layers"]["1"]
+    assert layer["misses"] == 0 and layer["precision"] == 1.0
+    if adaptive:
+        # 39 decode rounds: 16 predicted, then 7 skipped and 1 probe, three times over (the last cycle cut short)
+        assert summary["gate_skips"] == 21 and layer["predicted"] == 2 * (1 + 16 + 2)
+    else:
+        assert summary["gate_skips"] == 0 and layer["predicted"] == 2 * 40
+
+
 class _AlwaysWrong(Predictor):
     """Names two experts the constant router never picks (it picks what top-k of equal scores returns)."""
 

@@ -52,12 +52,14 @@ class FatePredictor(Predictor):
         if position + 1 >= len(self.gates):
             return None
         logits, _, indices = self.gates[position + 1](hidden_states)
+        if hidden_states.shape[0] == 1:
+            # decode: the router's own top-k first (its tie-breaking), then the runners-up; few tensor ops, as this
+            # runs at every layer of every token, on the same cores as the model on a CPU machine
+            chosen = indices.reshape(-1).tolist()
+            ranking = chosen + [e for e in torch.argsort(logits.reshape(-1), descending=True).tolist() if e not in chosen]
+            return Prediction(ranking, set(chosen), pooled=False)
         indices = indices.reshape(-1)
         predicted = set(indices[indices < self.num_experts].tolist())
-        if hidden_states.shape[0] == 1:
-            chosen = indices.tolist()  # the router's own top-k first (same tie-breaking), then the runners-up
-            ranking = chosen + [e for e in torch.argsort(logits.reshape(-1), descending=True).tolist() if e not in chosen]
-            return Prediction(ranking, predicted, pooled=False)
         counts = torch.bincount(indices, minlength=self.num_experts)[: self.num_experts]
         order = [e for e in torch.argsort(counts, descending=True, stable=True).tolist() if counts[e] > 0]
         return Prediction(order, predicted, pooled=True, counts=counts[order].tolist())

@@ -114,7 +114,8 @@ class OffloadEngine:
     def __init__(self, store: ExpertStore, budget_bytes: int, method: str = "fate", *, allocation: str | None = None,
                  policy: str | None = None, prefetch: str | None = None, overlap: bool | None = None,
                  io_threads: int = 2, resident_layers: int = 4, top_k: int | None = None,
-                 device: str | torch.device = "cpu", min_precision: float = 0.5, cold_tail: float = 0.0) -> None:
+                 device: str | torch.device = "cpu", min_precision: float = 0.5, cold_tail: float = 0.0,
+                 adaptive_gate: bool = True) -> None:
         if method not in METHODS:
             raise ValueError(f"unknown offload method {method!r}; choose from {', '.join(METHODS)}")
         default_allocation, default_policy, default_prefetch, default_overlap = METHODS[method]
@@ -144,6 +145,10 @@ class OffloadEngine:
         self.issued_counts: dict[int, list[float]] = {}  # layer -> decayed [prefetches read, of those used]
         self.skipped: dict[int, int] = {}  # layer -> read-ahead rounds skipped since the last probe
         self.min_precision = min_precision
+        self.adaptive_gate = adaptive_gate
+        self.gate_seconds = 0.0  # moving average time of one decode prediction (the next layer's router call)
+        self.useful: dict[int, list[float]] = {}  # layer -> [decode rounds seen, decayed reads ahead used per round]
+        self.gate_skips: dict[int, int] = {}  # layer -> prediction rounds skipped since the last probe
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
         self._last_entry: tuple[int, float, float] | None = None
         self._in_prefill = False  # the last layer-0 call had several tokens (a prefill, or a chunk of one)
@@ -230,6 +235,10 @@ class OffloadEngine:
                 counts[rank][0] += 1
                 counts[rank][1] += expert in chosen
         issued = self.issued.pop(position, None)
+        if tokens == 1 and predicted is not None:
+            seen, rate = self.useful.get(layer, (0, 0.0))
+            used_ahead = sum(e in used for e in issued) if issued else 0
+            self.useful[layer] = [seen + 1, 0.9 * rate + 0.1 * used_ahead]
         if issued:
             # Only the reads actually made count here: a right guess of an expert already cached saves nothing,
             # so a rank can look precise while every read it causes is wasted (random routing, warm cache).
@@ -314,9 +323,16 @@ class OffloadEngine:
         return moved
 
     def _prefetch(self, position: int, call: int, hidden_states: torch.Tensor) -> None:
+        decode = hidden_states.shape[0] == 1
+        if decode and position + 1 < len(self.store.layers) and self._gate_does_not_pay(self.store.layers[position + 1]):
+            return
+        start = time.perf_counter()
         prediction = self.predictor.predict(position, hidden_states)
         if prediction is None:
             return
+        if decode:
+            seconds = time.perf_counter() - start
+            self.gate_seconds = seconds if not self.gate_seconds else 0.9 * self.gate_seconds + 0.1 * seconds
         layer = self.store.layers[position + 1]
         self.pending[position + 1] = (prediction.predicted, [] if prediction.pooled else
                                       prediction.ranking[: self.capacities[layer]])
@@ -364,6 +380,27 @@ class OffloadEngine:
             taken += count
             cold.add(expert)
         return cold
+
+    def _gate_does_not_pay(self, layer: int) -> bool:
+        """Fate decode: skip predicting ``layer`` while its predictions save less time than they cost.
+
+        A prediction costs one router call (measured: ``gate_seconds``; on a CPU machine it runs on the cores the
+        model needs) and saves a read wait only when it reads ahead an expert the router then uses: that is, when the
+        expert was not cached. With a warm cache (skewed routing, or a budget near the working set) almost every
+        right guess names an expert already present, so the saving per round (reads ahead used per round x one
+        read's time) falls below the router call. Judged after 16 decode rounds of the layer; one round in 8 still
+        predicts, so a change of routing is noticed."""
+        if not self.adaptive_gate or self.prefetch_name != "fate" or not self.io.load_seconds or not self.gate_seconds:
+            return False
+        seen, rate = self.useful.get(layer, (0, 0.0))
+        if seen < 16 or rate * self.io.load_seconds >= self.gate_seconds:
+            return False
+        self.gate_skips[layer] = self.gate_skips.get(layer, 0) + 1
+        if self.gate_skips[layer] >= 8:
+            self.gate_skips[layer] = 0
+            return False
+        self.stats.gate_skips += 1
+        return True
 
     def _reads_ahead_wasted(self, layer: int) -> bool:
         """Fate decode: stop reading ahead for a layer whose recent reads ahead were mostly unused.

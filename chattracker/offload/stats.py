@@ -31,6 +31,7 @@ class EngineStats:
     loads_cold: int = 0  # of all loads, those of the cold (fewer-bit) tier
     bytes_read_cold: int = 0
     prefetch_unused: int = 0  # prefetched experts evicted before any use
+    gate_skips: int = 0  # decode predictions skipped because they cost more than they saved (adaptive gate)
     io_wait_s: float = 0.0
     io_busy_s: float = 0.0
     peak_resident_bytes: int = 0
@@ -40,7 +41,7 @@ class EngineStats:
         with self.lock:
             self.layers = defaultdict(LayerStats)
             self.bytes_read = self.loads_demand = self.loads_prefetch = self.prefetch_unused = 0
-            self.loads_cold = self.bytes_read_cold = 0
+            self.loads_cold = self.bytes_read_cold = self.gate_skips = 0
             self.io_wait_s = self.io_busy_s = 0.0
 
     def record_prediction(self, layer: int, predicted: set[int], actual: set[int]) -> None:
@@ -74,7 +75,7 @@ class EngineStats:
             "recall": _ratio(total.predicted_correct, total.actual_predictable) if total.actual_predictable else None,
             "demanded": total.demanded, "hits": total.hits, "late_hits": total.late_hits, "misses": total.misses,
             "bytes_read": self.bytes_read, "loads_demand": self.loads_demand, "loads_prefetch": self.loads_prefetch,
-            "loads_cold": self.loads_cold, "bytes_read_cold": self.bytes_read_cold,
+            "loads_cold": self.loads_cold, "bytes_read_cold": self.bytes_read_cold, "gate_skips": self.gate_skips,
             "prefetch_unused": self.prefetch_unused, "io_wait_s": self.io_wait_s, "io_busy_s": self.io_busy_s,
             "peak_resident_bytes": self.peak_resident_bytes, "layers": per_layer,
         }

@@ -107,7 +107,7 @@ def make_inputs(size: dict) -> dict:
             "image_grid_thw": torch.tensor([[1, side, side]])}
 
 
-def warm_inputs(inputs: dict, size: dict, words: int = 8) -> dict:
+def warm_inputs(inputs: dict, words: int = 8) -> dict:
     """The prompt's image block (start, image tokens, end) with ``words`` text tokens on each side."""
     ids = inputs["input_ids"][0].tolist()
     start = ids.index(IMAGE_TOKEN + 2)
@@ -312,7 +312,7 @@ def run_one(job: dict) -> dict:
     # Warm-up: the image and a few words around it, prefilled in two chunks, then two decode steps. Every kernel of the
     # measured run (vision tower, chunked attention with a mask, expert matmuls for one and many tokens) runs once
     # first, so first-call costs are in neither phase and their library code is paged in before memory is measured.
-    warm = warm_inputs(inputs, size)
+    warm = warm_inputs(inputs)
     with torch.no_grad():
         model.generate(**warm, max_new_tokens=2, do_sample=False, prefill_chunk_size=warm["input_ids"].shape[1] // 2 + 1)
     sampler.new_window()
@@ -408,9 +408,8 @@ def run_paired(job: dict) -> dict:
     load-on-demand's whole IO wait (a few ms of a ~45 ms token). Here each method's generate() runs as a coroutine
     (greenlet) and they alternate one decode step at a time (rotating who goes first), so the drift cancels out of
     their ratio; every method decodes the same forced, seeded random token sequence, so routing is identical. Each step
-    is timed
-    from the moment the method gets its turn. ``job['rounds']`` rounds, fresh engines each; decode time per token:
-    median of every step of every round."""
+    is timed from the moment the method gets its turn. ``job['rounds']`` rounds, fresh engines each; decode time per
+    token: median of every step of every round."""
     import greenlet
 
     from chattracker.offload import load_offloaded_model
@@ -419,20 +418,18 @@ def run_paired(job: dict) -> dict:
     inputs = make_inputs(size)
     generator = torch.Generator().manual_seed(2)
     tokens = torch.randint(0, IMAGE_TOKEN, (size["decode"],), generator=generator).tolist()
-    variants = job.get("variants", {m: (m, {}) for m in PAIRED})  # name: (method, engine options)
-    names = list(variants)
+    names = list(PAIRED)  # fate, lod, lod-overlap
     steps: dict[str, list[float]] = {m: [] for m in names}
     by_round: dict[str, list[float]] = {m: [] for m in names}
     io_wait: dict[str, list[float]] = {m: [] for m in names}
     for index in range(job["rounds"]):
         models, timers, runners = {}, {}, {}
         for method in names:
-            engine_method, options = variants[method]
             model, engine = load_offloaded_model(job["model_dir"], job["store_dir"], expert_budget=job["budget_bytes"],
-                                                 method=engine_method, io_threads=job.get("io_threads", 2), **options)
+                                                 method=method, io_threads=job.get("io_threads", 2))
             if job["regime"] == "zipf":
                 add_zipf_bias(model, ZIPF_EXPONENT)
-            warm = warm_inputs(inputs, size)
+            warm = warm_inputs(inputs)
             with torch.no_grad():
                 model.generate(**warm, max_new_tokens=2, do_sample=False,
                                prefill_chunk_size=warm["input_ids"].shape[1] // 2 + 1)
@@ -462,13 +459,9 @@ def run_paired(job: dict) -> dict:
             engine = models[method][1]
             io_wait[method].append((engine.stats.io_wait_s - timer.io_wait_at_prefill) / len(decode))
             engine.close()
-            if job.get("keep_engines") is not None:
-                job["keep_engines"].setdefault(method, []).append(engine)
         del models, timers, runners
         gc.collect()
     median = {m: sorted(v)[len(v) // 2] for m, v in steps.items()}
-    if "variants" in job:  # an experiment: no ratios
-        return {"decode_s_per_token": median, "decode_io_wait_s_per_token_by_round": io_wait}
     step_ratio = sorted(lod / fate for lod, fate in zip(steps["lod"], steps["fate"]))
     return {"method": "paired", "regime": job["regime"], "budget": job["budget"], "rounds": job["rounds"],
             "decode_s_per_token": median, "decode_s_per_token_by_round": by_round,

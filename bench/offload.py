@@ -359,7 +359,8 @@ def run_one(job: dict) -> dict:
         for phase, stats in (("prefill", snapshot.get("prefill", {})), ("decode", decode)):
             row[phase] = {key: stats.get(key) for key in ("hit_rate", "hit_or_late_rate", "precision", "recall",
                                                           "bytes_read", "io_wait_s", "loads_demand", "loads_prefetch",
-                                                          "prefetch_unused", "loads_cold", "bytes_read_cold")}
+                                                          "prefetch_unused", "loads_cold", "bytes_read_cold",
+                                                          "gate_skips")}
         row["decode"]["bytes_per_token"] = decode["bytes_read"] / max(row["decode_tokens"], 1)
         row["decode"]["io_wait_s_per_token"] = decode["io_wait_s"] / max(row["decode_tokens"], 1)
         row["peak_expert_bytes"] = decode["peak_resident_bytes"]
@@ -553,7 +554,7 @@ def merge_rounds(rows: list[dict]) -> dict:
         phases = [r[phase] for r in good]
         total = {key: sum(p[key] or 0 for p in phases) for key in ("bytes_read", "io_wait_s", "loads_demand",
                                                                    "loads_prefetch", "prefetch_unused", "loads_cold",
-                                                                   "bytes_read_cold")}
+                                                                   "bytes_read_cold", "gate_skips")}
         for key in ("hit_rate", "hit_or_late_rate", "precision", "recall"):
             values = [p[key] for p in phases if p[key] is not None]
             total[key] = sum(values) / len(values) if values else None
@@ -601,6 +602,7 @@ def summarize(rows: list[dict], bandwidth: float, budgets: list[float], paired: 
                     entry[name].update(decode_hit_rate=row["decode"]["hit_rate"], decode_precision=row["decode"]["precision"],
                                        decode_recall=row["decode"]["recall"],
                                        decode_bytes_per_token=row["decode"]["bytes_per_token"],
+                                       decode_gate_skips=row["decode"]["gate_skips"],
                                        prefill_hit_rate=row["prefill"]["hit_rate"],
                                        prefill_bytes_read=row["prefill"]["bytes_read"],
                                        prefill_loads_cold=row["prefill"]["loads_cold"],

@@ -34,3 +34,4 @@ def test_quick_benchmark_reports_every_method_regime_and_target(tmp_path):
         assert targets["library_code_paged_in_bytes"] >= 0
         fate = entry["fate"]
         assert fate["decode_tok_s"] > 0 and 0 <= fate["decode_hit_rate"] <= 1 and fate["decode_bytes_per_token"] >= 0
+        assert fate["decode_gate_skips"] >= 0 and entry["lod"]["decode_gate_skips"] == 0

@@ -102,9 +102,11 @@ def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | flo
                          prefill_chunk: int | None = 128, **options):
     """(model, engine): a stock transformers model whose experts come from ``store_dir`` within ``expert_budget``.
 
-    ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "lod" (LRU, load on demand),
-    "eap" (LRU + expert-activation-path prefetch), "resident" (every expert in memory). ``options`` go to
-    :class:`OffloadEngine` (allocation, policy, prefetch, io_threads, resident_layers). ``verify``: when to check
+    ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "lod" (LRU, each miss read when its
+    turn comes), "lod-overlap" (lod + Fate's compute/IO overlap), "eap" (LRU + expert-activation-path prefetch),
+    "resident" (every expert in memory). ``options`` go to :class:`OffloadEngine` (allocation, policy, prefetch,
+    overlap, io_threads, resident_layers, min_precision, adaptive_gate, and cold_tail: the share of a prefill's
+    assignments read from the store's INT2 cold tier). ``verify``: when to check
     expert files' CRC32 ("first" read of each file, or "always"; see :class:`ExpertStore`). ``prefill_chunk``:
     ``generate()`` runs the prompt through the model this many tokens at a time (transformers' chunked prefill), so
     activation memory stays bounded whatever the prompt length; None runs it in one pass.

@@ -107,13 +107,18 @@ def make_inputs(size: dict) -> dict:
             "image_grid_thw": torch.tensor([[1, side, side]])}
 
 
-def warm_inputs(inputs: dict, words: int = 8) -> dict:
-    """The prompt's image block (start, image tokens, end) with ``words`` text tokens on each side."""
+def warm_up(model, inputs: dict, words: int = 8) -> None:
+    """Generate 2 tokens from the prompt's image block (start, image tokens, end) with ``words`` text tokens on each
+    side, prefilled in two chunks. Every kernel of the measured run (vision tower, chunked attention with a mask,
+    expert matmuls for one and many tokens) runs once first, so first-call costs are in neither phase and their
+    library code is paged in before memory is measured."""
     ids = inputs["input_ids"][0].tolist()
     start = ids.index(IMAGE_TOKEN + 2)
     end = ids.index(IMAGE_TOKEN + 3) + 1
     kept = torch.tensor([ids[max(0, start - words): end + words]])
-    return {**inputs, "input_ids": kept, "attention_mask": torch.ones_like(kept)}
+    with torch.no_grad():
+        model.generate(**{**inputs, "input_ids": kept, "attention_mask": torch.ones_like(kept)}, max_new_tokens=2,
+                       do_sample=False, prefill_chunk_size=kept.shape[1] // 2 + 1)
 
 
 def add_zipf_bias(model, exponent: float) -> None:
@@ -309,12 +314,7 @@ def run_one(job: dict) -> dict:
             snapshot["prefill"] = engine.stats.summary()
             engine.stats.reset()
 
-    # Warm-up: the image and a few words around it, prefilled in two chunks, then two decode steps. Every kernel of the
-    # measured run (vision tower, chunked attention with a mask, expert matmuls for one and many tokens) runs once
-    # first, so first-call costs are in neither phase and their library code is paged in before memory is measured.
-    warm = warm_inputs(inputs)
-    with torch.no_grad():
-        model.generate(**warm, max_new_tokens=2, do_sample=False, prefill_chunk_size=warm["input_ids"].shape[1] // 2 + 1)
+    warm_up(model, inputs)
     sampler.new_window()
     process = psutil.Process()
     io_marks = {}
@@ -430,10 +430,7 @@ def run_paired(job: dict) -> dict:
                                                  method=method, io_threads=job.get("io_threads", 2))
             if job["regime"] == "zipf":
                 add_zipf_bias(model, ZIPF_EXPONENT)
-            warm = warm_inputs(inputs)
-            with torch.no_grad():
-                model.generate(**warm, max_new_tokens=2, do_sample=False,
-                               prefill_chunk_size=warm["input_ids"].shape[1] // 2 + 1)
+            warm_up(model, inputs)
             models[method] = (model, engine)
             timers[method] = _TurnTimer(tokens, engine)
 

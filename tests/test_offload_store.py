@@ -116,3 +116,12 @@ def test_cli_generate_rejects_a_negative_prefill_chunk(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["offload", "generate", "model", "store", "--prompt", "x", "--prefill-chunk", "-1"])
     assert exit_info.value.code == 2 and "number of tokens >= 0" in capsys.readouterr().err
+
+
+def test_malformed_manifest_is_a_clear_error(models, tmp_path):
+    manifest = convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    data = json.loads(manifest.read_text())
+    del data["tables"]
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ExpertStoreError, match=r"malformed store manifest \(KeyError: 'tables'\)"):
+        ExpertStore(tmp_path / "store")

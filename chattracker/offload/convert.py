@@ -198,14 +198,16 @@ def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLik
                 gate_up, down = reader.expert(layer, expert)
                 for writer in writers:
                     writer.write(layer, expert, gate_up, down)
+                if len(writers) > 1 and writers[1].expert_bytes > writers[0].expert_bytes:
+                    # cold loads go into main-size cache slots; known from the first expert, so stop before the rest
+                    raise ExpertStoreError(f"cold tier experts ({writers[1].expert_bytes} bytes) are larger than the "
+                                           f"store's ({writers[0].expert_bytes} bytes); use fewer cold bits or a "
+                                           "larger cold group")
                 peak_rss = max(peak_rss, process.memory_info().rss)
                 progress.update()
     reader.close()
     main = writers[0].section()
     expert_bytes = main["expert_bytes"]
-    if cold_spec is not None and writers[1].expert_bytes > expert_bytes:  # cold loads go into main-size cache slots
-        raise ExpertStoreError(f"cold tier experts ({writers[1].expert_bytes} bytes) are larger than the store's "
-                               f"({expert_bytes} bytes); use fewer cold bits or a larger cold group")
     manifest = {
         "format_version": FORMAT_VERSION,
         "model_type": config.model_type,

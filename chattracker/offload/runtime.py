@@ -143,12 +143,12 @@ class OffloadEngine:
         self.rank_counts: dict[int, list[list[int]]] = {}  # layer -> per decode rank [predictions, right]
         self.issued: dict[int, list[int]] = {}  # position -> experts actually read ahead for it (decode)
         self.issued_counts: dict[int, list[float]] = {}  # layer -> decayed [prefetches read, of those used]
-        self.skipped: dict[int, int] = {}  # layer -> read-ahead rounds skipped since the last probe
+        self.skipped: dict[int, int] = {}  # layer -> read-ahead rounds paused since the last probe
         self.min_precision = min_precision
         self.adaptive_gate = adaptive_gate
         self.gate_seconds = 0.0  # moving average time of one decode prediction (the next layer's router call)
         self.useful: dict[int, list[float]] = {}  # layer -> [decode rounds seen, decayed reads ahead used per round]
-        self.gate_skips: dict[int, int] = {}  # layer -> prediction rounds skipped since the last probe
+        self.gate_skipped: dict[int, int] = {}  # layer -> prediction rounds skipped since the last probe
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
         self._last_entry: tuple[int, float, float] | None = None
         self._in_prefill = False  # the last layer-0 call had several tokens (a prefill, or a chunk of one)
@@ -395,9 +395,7 @@ class OffloadEngine:
         seen, rate = self.useful.get(layer, (0, 0.0))
         if seen < 16 or rate * self.io.load_seconds >= self.gate_seconds:
             return False
-        self.gate_skips[layer] = self.gate_skips.get(layer, 0) + 1
-        if self.gate_skips[layer] >= 8:
-            self.gate_skips[layer] = 0
+        if _probe_round(self.gate_skipped, layer, every=8):
             return False
         self.stats.gate_skips += 1
         return True
@@ -410,11 +408,7 @@ class OffloadEngine:
         read, right = self.issued_counts.get(layer, (0.0, 0.0))
         if read < 4 or right >= self.min_precision * read:
             return False
-        self.skipped[layer] = self.skipped.get(layer, 0) + 1
-        if self.skipped[layer] >= 16:
-            self.skipped[layer] = 0
-            return False
-        return True
+        return not _probe_round(self.skipped, layer, every=16)
 
     def _compute(self, entry, act_fn, hidden_states, top_k_index, top_k_weights, output) -> None:
         data = entry.data
@@ -434,6 +428,15 @@ class OffloadEngine:
         result = result * top_k_weights[token_index, slot, None]
         # a token picks an expert at most once, so the rows are distinct; this is much cheaper than index_add_ on CPU
         output[token_index] += result.to(output.dtype)
+
+
+def _probe_round(paused: dict[int, int], layer: int, every: int) -> bool:
+    """While something is paused for ``layer``: True one round in ``every`` (a probe that refreshes the estimate)."""
+    paused[layer] = paused.get(layer, 0) + 1
+    if paused[layer] >= every:
+        paused[layer] = 0
+        return True
+    return False
 
 
 class OffloadedExperts(nn.Module):

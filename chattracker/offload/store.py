@@ -152,18 +152,22 @@ class ExpertStore:
             raise ExpertStoreError(f"unreadable store manifest {path}: {error}") from error
         if self.manifest.get("format_version") != FORMAT_VERSION:
             raise ExpertStoreError(f"{path}: unsupported store format {self.manifest.get('format_version')!r}")
-        sections = [self.manifest] + ([self.manifest["cold"]] if self.manifest.get("cold") else [])
-        for section in sections:
-            quant = section["quantization"]
-            if quant["bits"] == 4 and quant.get("int4_layout") != int4_layout_fingerprint():
-                raise ExpertStoreError(f"{path}: INT4 data was packed by a torch build with another CPU layout; "
-                                       "re-run `chattracker offload convert` here")
-        self.main = Tier.from_manifest(self.manifest, cold=False)
-        self.cold = Tier.from_manifest(self.manifest["cold"], cold=True) if len(sections) > 1 else None
+        try:
+            sections = [self.manifest] + ([self.manifest["cold"]] if self.manifest.get("cold") else [])
+            for section in sections:
+                quant = section["quantization"]
+                if quant["bits"] == 4 and quant.get("int4_layout") != int4_layout_fingerprint():
+                    raise ExpertStoreError(f"{path}: INT4 data was packed by a torch build with another CPU layout; "
+                                           "re-run `chattracker offload convert` here")
+            self.main = Tier.from_manifest(self.manifest, cold=False)
+            self.cold = Tier.from_manifest(self.manifest["cold"], cold=True) if len(sections) > 1 else None
+            self.layers: list[int] = list(self.manifest["moe_layers"])
+            self.num_experts: int = self.manifest["num_experts"]
+            self.shapes = {name: tuple(shape) for name, shape in self.manifest["shapes"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ExpertStoreError(f"{path}: malformed store manifest ({type(error).__name__}: {error}); "
+                                   "re-run `chattracker offload convert`") from error
         self.spec, self.tables, self.expert_bytes = self.main.spec, self.main.tables, self.main.expert_bytes
-        self.layers: list[int] = list(self.manifest["moe_layers"])
-        self.num_experts: int = self.manifest["num_experts"]
-        self.shapes = {name: tuple(shape) for name, shape in self.manifest["shapes"].items()}
 
     @property
     def total_bytes(self) -> int:

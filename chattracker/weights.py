@@ -40,6 +40,7 @@ class WeightFile:
     sha256: str
     size: int
     description: str = ""
+    licence: str = ""
 
 
 _REGISTRY: dict[str, WeightFile] = {}
@@ -171,6 +172,10 @@ def download_weight(name: str, timeout: float = 60.0) -> Path:
 
 
 _SIAMTRACKERS = "https://raw.githubusercontent.com/HonglinChu/SiamTrackers/248663fde6bf7c40190cf10ee396d5662919ecd3/NanoTrack/models"
+_MOBILENETV2 = ("https://raw.githubusercontent.com/Lawrence-lugs/MARP/ac0452b4bd7f24639dfd0b2445f42a14d2be2ba7/"
+                "onnx_models/mobilenetv2-12-int8.onnx")
+_OSNET = ("https://raw.githubusercontent.com/HuyAIHub/PPE_Detection/2feee103d8501905a501f7411229b1cb511aaae4/"
+          "weights/osnet_x0_25_msmt17.onnx")
 _YOLOX = (
     "https://raw.githubusercontent.com/Kazuhito00/MOT-Tracking-by-Detection-Pipeline/"
     "e50a76b8b430b778276e7fd04fd4cafd5d45eab2/Detector/yolox/model/yolox_nano_416x416.onnx"
@@ -178,14 +183,20 @@ _YOLOX = (
 
 for _weight in (
     WeightFile("nanotrack_v1_backbone", "nanotrack_backbone_sim.onnx", f"{_SIAMTRACKERS}/nanotrackv1/nanotrack_backbone_sim.onnx",
-               "f6fdf311bdc846510c2f9f0b2b8159c7e0cf5d80ed18c9079faeb32db460cba9", 767819, "NanoTrack v1 backbone (cv2.TrackerNano)"),
+               "f6fdf311bdc846510c2f9f0b2b8159c7e0cf5d80ed18c9079faeb32db460cba9", 767819, "NanoTrack v1 backbone (cv2.TrackerNano)", "Apache-2.0"),
     WeightFile("nanotrack_v1_head", "nanotrack_head_sim.onnx", f"{_SIAMTRACKERS}/nanotrackv1/nanotrack_head_sim.onnx",
-               "4c987e5121cc400b6175f2168c30c84857864fe36d5e7a14df0c27e8e5b9540d", 392202, "NanoTrack v1 neck+head"),
+               "4c987e5121cc400b6175f2168c30c84857864fe36d5e7a14df0c27e8e5b9540d", 392202, "NanoTrack v1 neck+head", "Apache-2.0"),
     WeightFile("nanotrack_v2_backbone", "nanotrack_backbone_sim.onnx", f"{_SIAMTRACKERS}/nanotrackv2/nanotrack_backbone_sim.onnx",
-               "530bdd0cd00f19afab79a863e71ba71e3312395a5dc9151af675082bdaaa2fc4", 1056849, "NanoTrack v2 backbone (cv2.TrackerNano)"),
+               "530bdd0cd00f19afab79a863e71ba71e3312395a5dc9151af675082bdaaa2fc4", 1056849, "NanoTrack v2 backbone (cv2.TrackerNano)", "Apache-2.0"),
     WeightFile("nanotrack_v2_head", "nanotrack_head_sim.onnx", f"{_SIAMTRACKERS}/nanotrackv2/nanotrack_head_sim.onnx",
-               "0d8c0637be849f092cc7236cae02e55c8b9455ebe37ba50601d6115db4247cd9", 726198, "NanoTrack v2 neck+head"),
+               "0d8c0637be849f092cc7236cae02e55c8b9455ebe37ba50601d6115db4247cd9", 726198, "NanoTrack v2 neck+head", "Apache-2.0"),
     WeightFile("yolox_nano_coco", "yolox_nano_416x416.onnx", _YOLOX,
-               "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14", 3660092, "YOLOX-Nano COCO-80 detector, 416x416"),
+               "695e750a5d5754bb5a8d5325643b59282191a7e7a564e435a415fd3c578eab14", 3660092, "YOLOX-Nano COCO-80 detector, 416x416", "Apache-2.0"),
+    WeightFile("mobilenetv2_imagenet", "mobilenetv2-12-int8.onnx", _MOBILENETV2,
+               "83530ad811bc31d2b60a5599a21265a5057608c9b044b4ee758cc22f2309f54f", 3655640,
+               "MobileNetV2 ImageNet-1k int8 (appearance embedding)", "Apache-2.0"),
+    WeightFile("osnet_reid", "osnet_x0_25_msmt17.onnx", _OSNET,
+               "c61799fb79be8959f950590604c6d7a097c7c0aac7aca2baa49b09406ecb5829", 854581,
+               "OSNet x0.25 MSMT17 person re-identification (appearance embedding)", "MIT"),
 ):
     register_weight(_weight)

@@ -358,6 +358,9 @@ class ChatTracker:
             del self.descriptions[1]  # keep the first-frame description and the newest ones
         self.events.append({"frame": self.frame_index + 1, "event": "redescribe", "foreground": description.foreground})
 
+    def description_log(self) -> list[dict[str, Any]]:
+        return [{"foreground": d.foreground, "background": d.background} for d in self.descriptions]
+
     def _text_lines(self) -> list[str]:
         lines = [f"fg: {d.foreground}" for d in self.descriptions]
         background = self._phrases()[1]
@@ -371,7 +374,9 @@ class ChatTracker:
         if decision.box is not None:
             overlays.append((decision.box.to_list(), "chosen", CHOSEN_COLOR))
         lines = self._text_lines() + [f"grounding ({reason}): {decision.reason}"]
-        return {"overlays": overlays, "text_lines": lines, "grounding": reason, "decision": decision.reason,
+        kind = decision.reason.split(" (")[0]
+        return {"round": {"kind": kind, "candidates": [{"box": c.box.to_list(), "source": c.source} for c in decision.candidates]},
+                "overlays": overlays, "text_lines": lines, "grounding": reason, "decision": decision.reason,
                 "candidates": [{"box": c.box.to_list(), "source": c.source, "total": round(c.total, 4),
                                 "appearance": round(c.appearance, 4), "grounding": round(c.grounding, 4),
                                 "motion": round(c.motion, 4), "background": round(c.background, 4)}

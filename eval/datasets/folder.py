@@ -1,7 +1,8 @@
 """Any folder of frames with a ``groundtruth.txt``: one sequence, or a parent of several.
 
 Frames are looked for in ``img/``, ``imgs/``, ``color/`` or the folder itself (natural sort, image
-files only). ``language.txt``/``nlp.txt`` give the sentence and ``absent.txt`` absent flags, when present.
+files only). ``language.txt``/``nlp.txt`` give the sentence and ``absent.txt`` absent flags, when present; a
+``NaN`` ground-truth row (UAV123) is an absent frame too.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def folder_sequence(folder: Path, boxes: np.ndarray, dataset: str) -> Sequence:
         absent = check_absent_length(folder.name, read_flags(absent_file), len(boxes))
     else:
         absent = np.zeros(len(boxes), dtype=bool)
+    # UAV123's convention: a NaN row is a frame where the target is fully occluded or out of view.
+    absent = absent | np.isnan(np.asarray(boxes, dtype=float)).any(axis=1)
     return Sequence(folder.name, boxes, absent, dataset, folder_language(folder), {},
                     image_lister(frames_folder(folder)))
 

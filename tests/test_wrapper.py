@@ -259,4 +259,6 @@ def test_base_reporting_no_box_is_recovered_where_the_target_still_is(crossing, 
     assert recovered and recovered[0]["reason"] == "recovered (base reports none)" and recovered[0]["frame"] <= 19
     index = recovered[0]["frame"] - 1
     assert results[index].box.iou(Box.from_any(truth[index])) > 0.5
-    assert inner.index == 30 - index - 1  # the base was re-initialised there (its counter restarted)
+    # The base was re-initialised on each recovery (its counter restarted at the last one); the stub
+    # then replays the ground truth from frame 2, a wrong place that can cause a second recovery.
+    assert inner.index == 30 - recovered[-1]["frame"]

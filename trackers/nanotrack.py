@@ -14,6 +14,8 @@ from chattracker_trackers.opencv import OpenCVTracker
 class NanoTracker(OpenCVTracker):
     """NanoTrack v1/v2; ``score`` is ``getTrackingScore()`` (classification confidence, 0..1)."""
 
+    score_is_confidence = True
+
     def __init__(self, version: str, backbone: str | os.PathLike[str] | None = None,
                  head: str | os.PathLike[str] | None = None) -> None:
         if version not in {"v1", "v2"}:

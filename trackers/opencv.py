@@ -24,6 +24,10 @@ class OpenCVTracker:
     """Wraps any ``cv2.Tracker``; ``score`` is the tracker's own confidence when OpenCV exposes one,
     else the update's success flag (1.0 / 0.0). On failure the last box is kept and flagged lost."""
 
+    # Whether ``score`` grades how sure the tracker is (NanoTrack's classification score), or only
+    # says that the update succeeded (a flag): a wrapper may read a high graded score as evidence.
+    score_is_confidence = False
+
     def __init__(self, name: str, create: Callable[[], "cv2.Tracker"]) -> None:
         self.name = name
         self._create = create

@@ -124,7 +124,9 @@ class NanoTrackEmbedder:
         return np.concatenate([self.session.run(None, {self.input: blob[None]})[0] for blob in blobs])
 
     def embed(self, frame: Frame, boxes: list[Box]) -> np.ndarray:
-        crops: list[np.ndarray | None] = [context_crop(frame, b, TEMPLATE_SIZE) if b.area > 0 else None for b in boxes]
+        height, width = frame.shape[:2]
+        crops: list[np.ndarray | None] = [context_crop(frame, b, TEMPLATE_SIZE) if b.clip(width, height).area >= 4 else None
+                                          for b in boxes]
         return _batched(crops, lambda x: self.features(x).reshape(len(x), -1), self.dim)
 
 

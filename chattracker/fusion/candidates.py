@@ -1,0 +1,91 @@
+"""Step 1 of a grounding round: the candidates for the target's box.
+
+The base tracker's box is always a candidate. The grounder's foreground proposals are the others;
+a proposal that overlaps the base box is the same object and *confirms* it instead of standing as a
+second candidate, so every candidate is one object and identities can be kept per object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from chattracker.fusion.semantic import GroundedFrame
+from chattracker.types import Box
+
+BASE = "base"
+REDETECT = "redetect"  # source of the template re-detector's candidates
+
+
+@dataclass
+class Candidate:
+    """One object that may be the target, with everything later steps attach to it."""
+
+    box: Box
+    source: str  # "base" or the phrase (or re-detector) that found it
+    grounding: float  # the finding score (the base: its confirming proposal's, 0 when none)
+    label: str = ""
+    confirming: "Candidate | None" = None  # the base only: the proposal that overlapped it
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    identity: int = 0  # step 2: the object's identity across rounds
+    hits: int = 1  # rounds in a row this identity was found
+    role: str = "new"  # the identity's role before this round: target, distractor or new
+    appearance: float = 0.0  # step 3: similarity to the remembered target
+    distractor: float = 0.0  # ... and to the remembered distractors
+    motion: float = 0.0  # exp(-distance to the motion prior)
+    background: float = 0.0  # overlap with a background proposal
+    total: float = 0.0
+
+    @property
+    def persistent(self) -> bool:
+        return self.hits >= 2
+
+    def summary(self) -> dict:
+        return {"box": self.box.to_list(), "source": self.source, "identity": self.identity, "role": self.role,
+                "total": round(self.total, 4), "appearance": round(self.appearance, 4),
+                "distractor": round(self.distractor, 4), "grounding": round(self.grounding, 4),
+                "motion": round(self.motion, 4), "background": round(self.background, 4)}
+
+
+def same_object(a: Box, b: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
+    """Two boxes of one object: they overlap (IoU), or one mostly lies inside the other (a tracker's
+    tight box inside a detector's loose one, a torso inside a whole person)."""
+    if a.iou(b) >= iou:
+        return True
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter >= cover * max(min(a.area, b.area), 1e-9)
+
+
+def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[tuple[Box, float]] = (),
+                      max_proposals: int = 6) -> list[Candidate]:
+    """``[base, *proposals]``: the proposal that is the base box's object (``same_object``, best IoU)
+    merges into the base candidate; the other foreground proposals (at most ``max_proposals``, the
+    best-scored, one per object) and the template re-detections stand on their own."""
+    proposals = [Candidate(box, phrase, score, label=phrase) for box, score, phrase in grounded.foreground]
+    proposals += [Candidate(box, REDETECT, score, label=REDETECT) for box, score in redetected]
+    base = Candidate(base_box, BASE, 0.0)
+    overlapping = [p for p in proposals if same_object(p.box, base_box)]
+    # Only the detector confirms the base box: a re-detection with the same template would agree
+    # with a template tracker by construction.
+    detected = [p for p in overlapping if p.source != REDETECT]
+    if detected:
+        confirming = max(detected, key=lambda p: (p.box.iou(base_box), p.grounding))
+        base.confirming, base.grounding, base.label = confirming, confirming.grounding, confirming.label
+    distinct: list[Candidate] = []
+    for proposal in sorted(proposals, key=lambda p: -p.grounding):
+        if (proposal not in overlapping and all(not same_object(proposal.box, other.box) for other in distinct)
+                and len(distinct) < max_proposals):
+            distinct.append(proposal)
+    return [base, *distinct]
+
+
+def embed_candidates(frame, candidates: list[Candidate], embedder, min_score: float, limit: int) -> None:
+    """Attach appearance embeddings (one call for the round) to the base box and to the proposals
+    found with at least ``min_score`` (the best ``limit``): weaker ones could not replace the base
+    box anyway, and a learned embedding costs milliseconds per crop."""
+    chosen = [candidates[0], *[p for p in candidates[1:] if p.grounding >= min_score][:limit]]
+    for candidate, vector in zip(chosen, embedder.embed(frame, [c.box for c in chosen])):
+        candidate.embedding = vector

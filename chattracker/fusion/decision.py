@@ -1,0 +1,209 @@
+"""Step 4: decide what a grounding round outputs, from the scored candidates and their identities.
+
+The base tracker is usually right, so the decision is conservative: a proposal replaces the base
+box only with evidence that the base lost the target. The evidence it accepts:
+
+- *takeover*: the base box is on the identity of a known distractor (the base slid onto a
+  look-alike, often at full confidence), and the target's identity, or a candidate that looks like
+  the target, is found elsewhere;
+- *lost signs*: low base confidence, an implausible jump, a size far from the remembered one, a
+  look unlike the target or more like a distractor; then a credible, persistent proposal that
+  scores clearly higher wins;
+- *scale drift*: a familiar, same-shaped proposal found round after round inside a much larger
+  base box.
+
+``random`` and ``oracle`` selections exist for the ablation the paper reports (the oracle is the
+upper bound the candidates allow; it reads the ground truth and is for analysis only).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from chattracker.fusion.appearance import AppearanceMemory
+from chattracker.fusion.candidates import Candidate
+from chattracker.fusion.identities import DISTRACTOR
+from chattracker.types import Box
+
+SELECTIONS = ("verify", "random", "oracle", "base")
+GEOMETRIC_SIGNS = {"implausible motion", "size drift"}
+
+
+@dataclass
+class VerificationConfig:
+    selection: str = "verify"
+    w_appearance: float = 1.0
+    w_distractor: float = 0.5
+    w_grounding: float = 0.5
+    w_motion: float = 0.5
+    w_background: float = 0.5
+    switch_margin: float = 0.15  # how much better a proposal must score than the base box
+    switch_iou: float = 0.5  # below this IoU with the base box a chosen proposal re-initialises the base
+    switch_min_score: float = 0.5  # grounding score a proposal needs to replace the base box
+    min_appearance: float = 0.6  # calibrated similarity to the target (0 background, 1 the target on
+    # frame 1) a proposal needs to replace the base box; below it the base box looks unfamiliar
+    takeover_tolerance: float = 0.05  # on a takeover, the target candidate may look this much less like
+    # the target than the base box does (the base box sits on a look-alike, which looks alike)
+    low_score: float = 0.5  # base confidence below this is a sign of loss
+    motion_gate: float = 1.0  # base motion distance above this is a sign of loss
+    size_ratio: float = 1.6  # base area this far from the remembered size is a sign of drift
+    drift_rounds: int = 2  # rounds in a row a proposal must be found inside a much larger base box
+    drift_aspect: float = 1.4  # ... with an aspect ratio within this factor of the remembered one
+    appearance_drop: float = 0.1  # base cosine this much below the proposal's is a sign of loss
+    confirm_iou: float = 0.6  # the proposal of the base box's object confirms it at this IoU
+    confirm_score: float = 0.5  # ... when found with at least this score
+    absent_score: float = 0.25  # base confidence below this: clearly lost (switch without persistence);
+    # below low_score, with an unfamiliar look or an implausible place and no proposal confirming it,
+    # the target is reported absent
+    seed: int = 0
+
+
+@dataclass
+class Decision:
+    """What a round chose: ``box`` (None = absent), whether to re-initialise the base tracker on it,
+    whether grounding confirmed the base box, the kind of decision and why."""
+
+    box: Box | None
+    reinitialize: bool
+    confirmed: bool
+    kind: str  # kept | confirmed | recovered | absent | random | oracle | base
+    reason: str
+    candidates: list[Candidate] = field(default_factory=list)
+    chosen: Candidate | None = None  # the candidate that is the target this round (None: not seen)
+    keep_size: bool = False  # re-initialise with the chosen box's own size (a scale correction)
+
+    @property
+    def confirming(self) -> Candidate | None:
+        return self.candidates[0].confirming if self.confirmed and self.candidates else None
+
+
+class Verifier:
+    def __init__(self, config: VerificationConfig) -> None:
+        if config.selection not in SELECTIONS:
+            raise ValueError(f"selection must be one of {', '.join(SELECTIONS)}, got {config.selection!r}")
+        self.config = config
+        self._random = random.Random(config.seed)
+        self._drift_streak: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self._random = random.Random(self.config.seed)
+        self._drift_streak = {}
+
+    def decide(self, candidates: list[Candidate], base_score: float | None, memory: AppearanceMemory,
+               target_identity: int | None, truth: Box | None = None, graded: bool = True) -> Decision:
+        """Choose among ``[base, *proposals]`` (``truth`` only for the oracle ablation). ``graded``:
+        the base's score grades its confidence (NanoTrack), rather than flagging success (CSRT)."""
+        c = self.config
+        base, proposals = candidates[0], candidates[1:]
+        confirmed = (base.confirming is not None and base.grounding >= c.confirm_score
+                     and base.confirming.box.iou(base.box) >= c.confirm_iou)
+        if c.selection == "base":
+            return Decision(base.box, False, confirmed, "base", "base", candidates, base)
+        if c.selection in ("random", "oracle"):
+            if c.selection == "oracle":
+                if truth is None:
+                    raise ValueError("the oracle selection needs the ground truth (analysis only)")
+                chosen = max(candidates, key=lambda k: k.box.iou(truth))
+            else:
+                chosen = self._random.choice(candidates)
+            switch = chosen is not base and chosen.box.iou(base.box) < c.switch_iou
+            return Decision(chosen.box, switch, confirmed, c.selection, c.selection, candidates, chosen)
+
+        drift = self._scale_drift(base, proposals, memory)
+        if drift is not None:
+            return Decision(drift.box, True, False, "recovered", "recovered (scale drift)", candidates, drift,
+                            keep_size=True)
+        takeover = self._takeover(base, proposals, target_identity)
+        if takeover is not None:
+            return Decision(takeover.box, True, False, "recovered", "recovered (base on a distractor's identity)",
+                            candidates, takeover)
+        lost_signs = self._lost_signs(base, base_score, memory)
+        if graded and base_score is not None and base_score >= c.low_score and not set(lost_signs) & GEOMETRIC_SIGNS:
+            # A base that is sure of itself is not overruled on looks alone: an embedding of a
+            # deforming, blurred target scores low too (measured on Deer and Basketball).
+            lost_signs = []
+        credible = [p for p in proposals if self._credible(p) and p.box.iou(base.box) < c.switch_iou]
+        best = max(credible, key=lambda k: k.total, default=None)
+        clearly_lost = base_score is not None and base_score < c.absent_score
+        if (best is not None and lost_signs and (best.persistent or clearly_lost)
+                and best.total >= base.total + c.switch_margin
+                and best.appearance >= base.appearance + (0.0 if clearly_lost else c.appearance_drop)):
+            return Decision(best.box, True, False, "recovered", "recovered (" + ", ".join(lost_signs) + ")",
+                            candidates, best)
+        unsure = base_score is not None and base_score < c.low_score
+        if unsure and not confirmed and (base.appearance < c.min_appearance or base.motion < math.exp(-c.motion_gate)):
+            return Decision(None, False, False, "absent", "absent", candidates, None)
+        on_distractor = base.role == DISTRACTOR and base.identity != target_identity
+        kind = "confirmed" if confirmed else "kept"
+        # A base box kept on a distractor's identity does not make that identity the target.
+        return Decision(base.box, False, confirmed, kind, kind + (" (on a distractor's identity)" if on_distractor else ""),
+                        candidates, None if on_distractor else base)
+
+    def _credible(self, proposal: Candidate) -> bool:
+        c = self.config
+        return (proposal.grounding >= c.switch_min_score and proposal.appearance >= c.min_appearance
+                and proposal.role != DISTRACTOR)
+
+    def _takeover(self, base: Candidate, proposals: list[Candidate], target_identity: int | None) -> Candidate | None:
+        """The target found elsewhere while the base box sits on a known distractor's identity."""
+        c = self.config
+        if base.role != DISTRACTOR or base.identity == target_identity:
+            return None
+        same = [p for p in proposals if p.identity == target_identity and p.appearance >= c.min_appearance]
+        others = [p for p in proposals if self._credible(p)]
+        choice = max(same, key=lambda p: p.total, default=None) or max(others, key=lambda p: p.total, default=None)
+        # Identities swap when look-alikes cross between rounds; the target's own identity alone is not
+        # enough evidence: the candidate must also score at least as well as the base box overall.
+        if (choice is None or choice.appearance < base.appearance - c.takeover_tolerance
+                or choice.total < base.total):
+            return None
+        return choice
+
+    def _scale_drift(self, base: Candidate, proposals: list[Candidate], memory: AppearanceMemory) -> Candidate | None:
+        """A confident, familiar-looking proposal found round after round *inside* a base box that is
+        much larger: the base box grew around the target (its template was taken at another scale).
+        The motion prior cannot see this, since it follows the base's slow drift; the grounder can."""
+        c = self.config
+        if not memory.boxes:
+            return None
+        width, height = memory.typical_size()
+        aspect = width / max(height, 1e-6)
+
+        def same_shape(box: Box) -> bool:
+            ratio = (box.w / max(box.h, 1e-6)) / max(aspect, 1e-6)
+            return max(ratio, 1.0 / max(ratio, 1e-6)) <= c.drift_aspect
+
+        def centre_inside(inner: Box, outer: Box) -> bool:
+            x, y = inner.center
+            return outer.x <= x <= outer.x + outer.w and outer.y <= y <= outer.y + outer.h
+
+        inside = [p for p in proposals
+                  if p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
+                  and base.box.area >= c.size_ratio * p.box.area and centre_inside(p.box, base.box)
+                  and same_shape(p.box)]
+        # The same object must be found inside the oversized base box round after round: one such
+        # round is as likely a partial detection (an occluded target) as a drifting box.
+        self._drift_streak = {p.identity: self._drift_streak.get(p.identity, 0) + 1 for p in inside}
+        ready = [p for p in inside if self._drift_streak[p.identity] >= c.drift_rounds]
+        return max(ready, key=lambda p: p.total, default=None)
+
+    def _lost_signs(self, base: Candidate, base_score: float | None, memory: AppearanceMemory) -> list[str]:
+        c = self.config
+        signs = []
+        if base_score is not None and base_score < c.low_score:
+            signs.append("low score")
+        if base.motion < math.exp(-c.motion_gate):
+            signs.append("implausible motion")
+        if memory.boxes:
+            w, h = memory.typical_size()
+            ratio = base.box.area / max(w * h, 1e-6)
+            aspect = (base.box.w / max(base.box.h, 1e-6)) / max(w / max(h, 1e-6), 1e-6)
+            if max(ratio, 1 / max(ratio, 1e-6)) > c.size_ratio or max(aspect, 1 / max(aspect, 1e-6)) > c.size_ratio:
+                signs.append("size drift")
+        if base.appearance < c.min_appearance:
+            signs.append("appearance")
+        if base.distractor > base.appearance:
+            signs.append("looks like a distractor")
+        return signs

@@ -1,0 +1,118 @@
+"""Step 2: an identity for every candidate across grounding rounds (``lap.lapjv``), and their roles.
+
+The dangerous distractor is an object of the target's class that the base tracker slides onto at
+full confidence (DESIGN.md section 7). Keeping an identity for the target *and* for every look-alike
+makes that slide visible: the base box turns up on an identity that was a distractor. Rounds are
+several frames apart, so the cost mixes the IoU of enlarged boxes (tolerant to motion) with the
+appearance embeddings (which of two crossing look-alikes is which). The idea follows KeepTrack
+(Mayer et al., ICCV 2021), with a fixed cost instead of a learned association network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import lap
+import numpy as np
+
+from chattracker.fusion.candidates import Candidate
+from chattracker.types import Box
+
+TARGET, DISTRACTOR, NEW = "target", "distractor", "new"
+
+
+@dataclass
+class Identity:
+    identity: int
+    box: Box
+    embedding: np.ndarray | None = field(default=None, repr=False)
+    hits: int = 1
+    last_round: int = 0
+    role: str = NEW
+
+
+class IdentityTracker:
+    """Identities of the objects seen in the last rounds; ``target`` is the one being tracked."""
+
+    def __init__(self, min_iou: float = 0.1, grow: float = 2.0, appearance_weight: float = 1.0,
+                 max_gap: int = 3) -> None:
+        self.min_iou = min_iou
+        self.grow = grow
+        self.appearance_weight = appearance_weight
+        self.max_gap = max_gap  # rounds an unseen identity is kept before it is forgotten
+        self.identities: list[Identity] = []
+        self.target: int | None = None
+        self._next = 1
+        self._round = 0
+
+    def reset(self, box: Box | None = None, embedding: np.ndarray | None = None) -> None:
+        """Forget everything; with ``box``, start with the target's identity there (the first frame)."""
+        self.identities, self.target, self._round = [], None, 0
+        if box is not None:
+            self.identities.append(Identity(self._next, box, embedding, 1, 0, TARGET))
+            self.target = self._next
+            self._next += 1
+
+    def _cost(self, candidate: Candidate, identity: Identity) -> float:
+        overlap = candidate.box.scaled(self.grow).iou(identity.box.scaled(self.grow))
+        if overlap < self.min_iou:
+            return 2.0 + self.appearance_weight  # beyond the cost limit: never matched
+        appearance = 0.0
+        if candidate.embedding is not None and identity.embedding is not None:
+            appearance = 1.0 - max(float(candidate.embedding @ identity.embedding), 0.0)
+        return (1.0 - overlap) + self.appearance_weight * appearance
+
+    def update(self, candidates: list[Candidate]) -> None:
+        """Match this round's candidates to the known identities; fills ``identity``, ``hits`` and
+        ``role`` of each candidate (in place). Unmatched candidates get new identities."""
+        self._round += 1
+        live = [i for i in self.identities if self._round - i.last_round <= self.max_gap]
+        matched: dict[int, Identity] = {}
+        if live and candidates:
+            cost = np.array([[self._cost(c, i) for i in live] for c in candidates])
+            limit = 1.0 - self.min_iou + self.appearance_weight
+            _, rows, _ = lap.lapjv(cost, extend_cost=True, cost_limit=limit)
+            matched = {k: live[j] for k, j in enumerate(rows) if j >= 0}
+        kept = []
+        for k, candidate in enumerate(candidates):
+            previous = matched.get(k)
+            if previous is None:
+                candidate.identity, candidate.hits, candidate.role = self._next, 1, NEW
+                self._next += 1
+                kept.append(Identity(candidate.identity, candidate.box, candidate.embedding, 1, self._round))
+                continue
+            candidate.identity, candidate.role = previous.identity, previous.role
+            candidate.hits = previous.hits + 1 if self._round - previous.last_round == 1 else 1
+            embedding = candidate.embedding
+            if embedding is not None and previous.embedding is not None:
+                # A slow average: one odd crop (an occlusion) does not rewrite who the object is.
+                mixed = 0.7 * previous.embedding + 0.3 * embedding
+                embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-9)
+            kept.append(Identity(previous.identity, candidate.box, embedding, candidate.hits, self._round, previous.role))
+        seen = {i.identity for i in kept}
+        kept.extend(i for i in live if i.identity not in seen)
+        self.identities = kept
+
+    def assign(self, target: Candidate | None, candidates: list[Candidate]) -> None:
+        """After the decision: ``target`` is the target's identity (None: not seen this round). The
+        other candidates of this round that look less like the target than it does are distractors;
+        one that looks more like it stays unresolved, so a wrong base box cannot brand the real
+        target a distractor."""
+        if target is not None:
+            self.target = target.identity
+        roles: dict[int, str] = {}
+        for candidate in candidates:
+            if candidate.identity == self.target:
+                roles[candidate.identity] = TARGET
+            elif target is not None and candidate.embedding is not None and candidate.appearance < target.appearance:
+                roles[candidate.identity] = DISTRACTOR
+        for identity in self.identities:
+            if identity.last_round == self._round and identity.identity in roles:
+                identity.role = roles[identity.identity]
+
+    def distractor_embeddings(self) -> list[tuple[int, np.ndarray]]:
+        """``(identity, embedding)`` of the known distractors."""
+        return [(i.identity, i.embedding) for i in self.identities if i.role == DISTRACTOR and i.embedding is not None]
+
+    def target_identity(self) -> Identity | None:
+        return next((i for i in self.identities if i.identity == self.target), None)

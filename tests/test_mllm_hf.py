@@ -173,7 +173,8 @@ def test_hf_describer_with_a_tiny_moe_model_runs_on_the_offload_engine_when_conf
     stats = exchange["offload_stats"]
     assert stats["demanded"] > 0 and stats["bytes_read"] > 0, "the engine served the experts from the store"
     assert set(exchange["reply"].split()) <= set(WORDS)
-    # a second describer reuses the converted store
+    # a second describer reuses the converted store instead of converting again
+    written = (store / "manifest.json").stat().st_mtime_ns
     again = HFDescriber(str(tiny_models["moe"]), device="cpu", max_new_tokens=6,
                         offload={"store": str(store), "expert_budget": "50%", "group_size": 32})
-    assert again.engine is not None
+    assert again.engine is not None and (store / "manifest.json").stat().st_mtime_ns == written

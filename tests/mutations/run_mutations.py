@@ -208,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         entry.update(outcome)
         # caught: pytest ran and reported failing tests (exit 1); 0 = survived, anything else = broken run
         entry["caught"] = outcome["exit_code"] == 1 and bool(outcome["failed_tests"])
+        if args.baseline and entry["baseline"]["exit_code"] != 0:  # the tests fail anyway: they prove nothing
+            entry["caught"] = False
+            outcome["summary"] = f"the unmutated tests fail too: {entry['baseline']['summary']}"
         survivors += not entry["caught"]
         report.append(entry)
         verdict = "CAUGHT  " if entry["caught"] else "SURVIVED"

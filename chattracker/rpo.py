@@ -93,7 +93,7 @@ class RPOResult:
                 for r in self.trace.get("rounds", []) if r.get("description")]
 
     def to_json(self) -> dict[str, Any]:
-        return {"description": asdict(self.description), "top1_iou": self.top1_iou, "trace": self.trace}
+        return plain_json({"description": asdict(self.description), "top1_iou": self.top1_iou, "trace": self.trace})
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RPOResult":
@@ -128,7 +128,7 @@ def ground_phrases(image: Frame, box: Box, phrases: list[str], grounder: Grounde
         candidate = proposals.box(i)
         iou = candidate.iou(box)
         boxes.append({"box": [round(v, 2) for v in candidate.to_list()], "score": round(float(proposals.scores[i]), 4),
-                      "label": proposals.labels[i], "iou": round(iou, 4), "positive": iou >= config.positive_iou,
+                      "label": proposals.labels[i], "iou": round(iou, 4), "positive": bool(iou >= config.positive_iou),
                       "word": _best_word(proposals, i, config.word_threshold)})
     return {"phrases": phrases, "word_scores": proposals.token_scores is not None, "boxes": boxes,
             "top1_iou": boxes[0]["iou"] if boxes else 0.0}
@@ -283,6 +283,20 @@ DESCRIBERS_USING_GROUNDER = {"attributes"}
 
 
 # --- identity and cache -----------------------------------------------------------------------------
+
+def plain_json(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays (which callers may pass in settings, texts or grounder output)
+    turned into the Python numbers and lists ``json`` writes, so a trace that ran can always be cached."""
+    if isinstance(value, dict):
+        return {key: plain_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return plain_json(value.tolist())
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
 
 def image_digest(image: Frame) -> str:
     array = np.ascontiguousarray(image)

@@ -24,6 +24,12 @@ class Box:
     w: float
     h: float
 
+    def __post_init__(self) -> None:
+        # numpy scalars (a row of np.loadtxt, a detector's output) become plain floats here, once, so every
+        # comparison, trace and cache downstream holds JSON-ready Python numbers (np.bool_ is not JSON)
+        for name in ("x", "y", "w", "h"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
     @classmethod
     def from_any(cls, value: "Box | Sequence[float] | np.ndarray") -> "Box":
         if isinstance(value, Box):

@@ -14,6 +14,7 @@ from chattracker.cli import main
 from chattracker.grounding.base import GROUNDERS
 from chattracker.mllm.base import DESCRIBERS
 from chattracker.mllm.errors import ReplyParseError
+from tests.conftest import REPO_ROOT
 from tests.helpers import real_sequences
 from tests.test_rpo_fakes import SCENE, TARGET, ScriptedDescriber, WordGrounder, image
 
@@ -125,7 +126,12 @@ def test_embedded_default_on_a_real_frame(shared_data, weights_env, tmp_path, ca
     code = describe(str(crossing.frames / "0001.jpg"), "--box", box, "--out", str(tmp_path / "o"), "--json")
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    assert "person" in printed["foreground"] and printed["iterations"][0]["top1_iou"] >= 0.5
+    # the README's example output of this command, figure for figure
+    assert printed["foreground"] == "person in black on the right" and printed["background"] == "fire hydrant"
+    assert printed["iterations"][0] == {"description": "person in black on the right", "top1_iou": 0.6893}
+    assert ('{"foreground": "person in black on the right", "background": "fire hydrant",\n'
+            '#  "iterations": [{"description": "person in black on the right", "top1_iou": 0.6893}, ...]}'
+            ) in (REPO_ROOT / "README.md").read_text()
     trace = json.loads((tmp_path / "o" / "rpo.json").read_text())["trace"]
     assert trace["describer"]["name"] == "attributes" and trace["grounder"]["name"] == "yolox"
 
@@ -134,7 +140,5 @@ def test_shipped_config_validates():
     from chattracker.commands.describe import CONFIG_KEYS
     from chattracker.config import load_yaml
     from chattracker.rpo import RPOConfig
-    from tests.conftest import REPO_ROOT
-
     settings = load_yaml(REPO_ROOT / "configs" / "describe.yaml")
     assert set(settings) == CONFIG_KEYS and RPOConfig.from_dict(settings["rpo"]) == RPOConfig()

@@ -137,6 +137,16 @@ def test_grounding_dino_word_scores(dino_dir: Path, image: np.ndarray) -> None:
     np.testing.assert_allclose(_rows(found.boxes), _rows(expected), atol=1e-3)
 
 
+def test_numpy_phrases_and_a_frame_view_ground_like_plain_ones(dino_dir: Path, image: np.ndarray) -> None:
+    """A non-contiguous RGB view (of a BGR frame) and phrases in a numpy array are accepted as they are."""
+    grounder = build_grounder("hf", model=str(dino_dir), box_threshold=0.0, text_threshold=0.0)
+    bgr = np.ascontiguousarray(image[..., ::-1])
+    found, expected = grounder.ground(bgr[..., ::-1], np.array(PHRASES)), grounder.ground(image, list(PHRASES))
+    assert found.labels == expected.labels and all(type(label) is str for label in found.labels)
+    np.testing.assert_array_equal(found.boxes, expected.boxes)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+
+
 def test_mm_grounding_dino_loads_and_scores_words(tmp_path: Path, image: np.ndarray) -> None:
     folder = _save_dino(tmp_path, MMGroundingDinoConfig, MMGroundingDinoForObjectDetection)
     grounder = HFGrounder(str(folder), box_threshold=0.0, text_threshold=0.0)

@@ -81,7 +81,6 @@ def build_models(folder: Path) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    pytest.importorskip("transformers")
     return build_models(tmp_path_factory.mktemp("tiny_vlm"))
 
 
@@ -100,8 +99,32 @@ def test_random_model_runs_end_to_end_and_salad_is_a_clear_error(tiny_models, ki
     assert exchange["prompt"]["name"] == "describe" and exchange["new_tokens"] > 0
     assert caught.value.reply == exchange["reply"] and exchange["reply"].strip()
     assert set(exchange["reply"].split()) <= set(WORDS)  # decoded from the model's own vocabulary
-    # prompt tokens include the image: 640x480 -> at most 64*64 pixels -> (64/16)^2 / 2^2 merged tokens
-    assert exchange["prompt_tokens"] > 4
+
+
+@pytest.mark.parametrize("kind", ["dense", "moe"])
+def test_the_frame_with_its_box_reaches_the_model(tiny_models, kind):
+    """Protects the image part of the hf describer's messages: generate() gets the pixels of this frame (two
+    frames give two different pixel tensors), and the prompt holds one image token per 2x2-merged patch of the
+    processor's grid (a text-only prompt has none)."""
+    import torch
+
+    from chattracker.mllm.hf import build_hf
+
+    describer = build_hf(model=str(tiny_models[kind]), device="cpu", max_new_tokens=2)
+    seen, generate = [], describer.model.generate
+    describer.model.generate = lambda **inputs: (seen.append(inputs), generate(**inputs))[1]
+    image_token = describer.processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    dark, bright = np.zeros((480, 640, 3), np.uint8), np.full((480, 640, 3), 200, np.uint8)
+    for picture in (dark, bright):
+        with pytest.raises(ReplyParseError):
+            describer.describe(picture, TARGET)
+    first, second = seen[0], seen[-1]
+    for inputs in (first, second):
+        assert "pixel_values" in inputs and "image_grid_thw" in inputs
+        merged = int(inputs["image_grid_thw"].prod()) // 4
+        assert merged > 0 and int((inputs["input_ids"] == image_token).sum()) == merged
+        assert describer.last_exchanges[0]["prompt_tokens"] == inputs["input_ids"].shape[1]
+    assert not torch.equal(first["pixel_values"], second["pixel_values"]), "the pixels do not come from the frame"
 
 
 def test_rpo_with_random_model_keeps_going_and_falls_back(tiny_models):
@@ -150,7 +173,8 @@ def test_hf_describer_with_a_tiny_moe_model_runs_on_the_offload_engine_when_conf
     stats = exchange["offload_stats"]
     assert stats["demanded"] > 0 and stats["bytes_read"] > 0, "the engine served the experts from the store"
     assert set(exchange["reply"].split()) <= set(WORDS)
-    # a second describer reuses the converted store
+    # a second describer reuses the converted store instead of converting again
+    written = (store / "manifest.json").stat().st_mtime_ns
     again = HFDescriber(str(tiny_models["moe"]), device="cpu", max_new_tokens=6,
                         offload={"store": str(store), "expert_budget": "50%", "group_size": 32})
-    assert again.engine is not None
+    assert again.engine is not None and (store / "manifest.json").stat().st_mtime_ns == written

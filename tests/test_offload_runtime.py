@@ -49,7 +49,7 @@ def test_offloaded_generate_matches_resident_within_budget(stores, kind):
         stats = engine.stats.summary()
         assert stats["misses"] > 0 and stats["bytes_read"] > 0  # experts really were paged in
         assert 0 < stats["peak_resident_bytes"] <= engine.budget_bytes
-        assert engine.budget_bytes < 0.31 * engine.store.total_bytes
+        assert engine.budget_bytes == int(0.3 * engine.store.total_bytes)
 
 
 def test_qwen3_vl_with_an_image_matches_resident(stores):

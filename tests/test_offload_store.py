@@ -20,7 +20,6 @@ def models(tmp_path_factory):
 
 @pytest.mark.parametrize("kind", ["qwen3_vl_moe", "mixtral"])  # fused [E, 2I, H] tensors / one module per expert
 def test_store_holds_each_expert_quantized(models, tmp_path, kind):
-    import transformers as tf
     from safetensors import safe_open
 
     manifest_path = convert_checkpoint(models[kind], tmp_path / "store", bits=8, group_size=32)
@@ -36,7 +35,7 @@ def test_store_holds_each_expert_quantized(models, tmp_path, kind):
             original = torch.cat([handle.get_tensor(prefix + "w1.weight"), handle.get_tensor(prefix + "w3.weight")])
         else:
             original = handle.get_tensor("model.language_model.layers.1.mlp.experts.gate_up_proj")[5]
-    assert tf is not None and torch.allclose(gate_up, original, atol=float(original.abs().max()) / 100)
+    assert torch.allclose(gate_up, original, atol=float(original.abs().max()) / 100)
 
 
 def test_corrupt_or_missing_expert_file_is_an_error_naming_it(models, tmp_path):
@@ -78,18 +77,72 @@ def test_cli_convert_and_info(models, tmp_path, capsys):
     assert "no expert store" in capsys.readouterr().err
 
 
+def _supports_o_direct(folder) -> bool:
+    import os
+
+    probe = folder / "probe"
+    probe.write_bytes(b"\0" * 4096)
+    try:
+        os.close(os.open(probe, os.O_RDONLY | os.O_DIRECT))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.unlink()
+
+
 @pytest.mark.parametrize("direct", [True, False])
-def test_reads_bypass_the_page_cache_either_way_and_give_the_same_bytes(models, tmp_path, direct):
+def test_reads_bypass_the_page_cache_either_way_and_give_the_same_bytes(models, tmp_path, monkeypatch, direct):
+    """Protects the read mode: with O_DIRECT where the file system has it, every expert file is opened with the
+    flag; buffered reads (direct=False, or a file system without O_DIRECT) drop the file's pages after each read."""
+    import os
+
+    from chattracker.offload import store as store_module
+
     convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
     store = ExpertStore(tmp_path / "store", direct=direct)
+    expect_direct = direct and _supports_o_direct(tmp_path)
+    opened, dropped, real_open, real_fadvise = [], [], os.open, os.posix_fadvise
+    monkeypatch.setattr(store_module.os, "open", lambda path, flags, *a: opened.append(flags) or real_open(path, flags, *a))
+    monkeypatch.setattr(store_module.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: dropped.append((offset, length, advice)) or
+                        real_fadvise(fd, offset, length, advice))
     view = store.read(1, 3)
-    assert bytes(view) == store.path(1, 3).read_bytes()
-    assert store.read_mode in (("O_DIRECT", "buffered + POSIX_FADV_DONTNEED") if direct
-                               else ("buffered + POSIX_FADV_DONTNEED",))
     slot = aligned_buffer(store.slot_bytes)
     assert len(store.read_into(1, 3, slot)) == store.expert_bytes and bytes(slot[:16]) == bytes(view[:16])
+    assert bytes(view) == store.path(1, 3).read_bytes()
+    if expect_direct:
+        assert store.read_mode == "O_DIRECT"
+        assert len(opened) == 2 and all(flags & os.O_DIRECT for flags in opened)
+        assert dropped == []  # nothing went through the page cache, nothing to drop
+    else:
+        assert store.read_mode == "buffered + POSIX_FADV_DONTNEED"
+        assert len(opened) == 2 and not any(flags & os.O_DIRECT for flags in opened)
+        assert dropped == [(0, 0, os.POSIX_FADV_DONTNEED)] * 2  # every read drops the whole file's pages
     with pytest.raises(ValueError, match="cannot hold"):
         store.read_into(1, 3, aligned_buffer(1)[:16])
+
+
+def test_a_file_system_without_o_direct_falls_back_to_buffered_reads_that_drop_pages(models, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from chattracker.offload import store as store_module
+
+    convert_checkpoint(models["mixtral"], tmp_path / "store", bits=4, group_size=32)
+    store = ExpertStore(tmp_path / "store")
+    real_open, real_fadvise, dropped = os.open, os.posix_fadvise, []
+
+    def no_direct(path, flags, *args):  # what tmpfs answers
+        if flags & os.O_DIRECT:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(store_module.os, "open", no_direct)
+    monkeypatch.setattr(store_module.os, "posix_fadvise",
+                        lambda fd, offset, length, advice: dropped.append(advice) or real_fadvise(fd, offset, length, advice))
+    assert bytes(store.read(0, 1)) == store.path(0, 1).read_bytes()
+    assert store.read_mode == "buffered + POSIX_FADV_DONTNEED" and dropped == [os.POSIX_FADV_DONTNEED]
 
 
 def test_verify_first_checks_each_file_once_always_checks_every_read(models, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from chattracker.errors import ConfigError
@@ -138,28 +139,56 @@ def test_chat_describer_asks_for_background_when_missing_and_survives_garbage():
 
 
 def test_cache_runs_once_and_key_depends_on_inputs(tmp_path):
+    """Protects the cache key: every input that changes the result (pixels, box, describer, grounder, settings,
+    text) gives another key, so a cached description is never served for another frame or scene."""
     grounder = WordGrounder(SCENE)
     cache = RPOCache(tmp_path / "rpo")
-    calls = []
-
-    def describer():
-        calls.append(1)
-        return ScriptedDescriber(["red person"])
-
     frame = image()
-    first = run_rpo_cached(cache, frame, TARGET, describer(), grounder, RPOConfig(iterations=1), sequence="seq/1")
+    first = run_rpo_cached(cache, frame, TARGET, ScriptedDescriber(["red person"]), grounder, RPOConfig(iterations=1),
+                           sequence="seq/1")
     again = run_rpo_cached(cache, frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1), sequence="seq/1")
     assert again.description == first.description and again.trace == json.loads(json.dumps(first.trace))
     files = list((tmp_path / "rpo").glob("*.json"))
     assert len(files) == 1 and files[0].name.startswith("seq_1-")
     key = rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1), sequence="seq/1")
-    assert key != rpo_cache_key(frame, Box(101, 100, 40, 80), ScriptedDescriber([]), grounder, RPOConfig(iterations=1))
-    assert key != rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=2), sequence="seq/1")
-    assert key != rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1), "text", "seq/1")
+    other_pixels = frame.copy()
+    other_pixels[0, 0, 0] ^= 1  # one bit of one pixel
     other_scene = WordGrounder([SceneObject((0, 0, 5, 5), {"x"})])
+    variants = {
+        "pixels": rpo_cache_key(other_pixels, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1), sequence="seq/1"),
+        "box": rpo_cache_key(frame, Box(101, 100, 40, 80), ScriptedDescriber([]), grounder, RPOConfig(iterations=1), sequence="seq/1"),
+        "grounder": rpo_cache_key(frame, TARGET, ScriptedDescriber([]), other_scene, RPOConfig(iterations=1), sequence="seq/1"),
+        "config": rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=2), sequence="seq/1"),
+        "text": rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1), "text", "seq/1"),
+    }
+    assert all(variant != key for variant in variants.values()), [name for name, v in variants.items() if v == key]
+    assert len(set(variants.values())) == len(variants)
     assert rpo_cache_key(frame, TARGET, ScriptedChat([]), grounder, RPOConfig()) != \
         rpo_cache_key(frame, TARGET, ScriptedChat([], image_max_side=512), grounder, RPOConfig())
-    assert other_scene is not None
+    # and in use: another frame or another grounder asks the describer again instead of reusing the file
+    for changed_frame, changed_grounder in ((other_pixels, grounder), (frame, WordGrounder(SCENE[1:] + SCENE[:1]))):
+        asked = ScriptedDescriber(["red person"])
+        run_rpo_cached(cache, changed_frame, TARGET, asked, changed_grounder, RPOConfig(iterations=1), sequence="seq/1")
+        assert len(asked.feedbacks) == 1, "a cached result of another frame or grounder was served"
+    assert len(list((tmp_path / "rpo").glob("*.json"))) == 3
+
+
+def test_numpy_box_and_settings_are_cached_and_reloaded(tmp_path):
+    """Protects the trace/cache serialisation of what the API accepts: a box from np.loadtxt and settings from a
+    numpy sweep (np.linspace thresholds) once crashed the cache write with 'Object of type bool is not JSON
+    serializable'."""
+    cache = RPOCache(tmp_path)
+    box = Box(*np.array([[100.0, 100.0, 40.0, 80.0]], dtype=np.float32)[0])
+    config = RPOConfig(iterations=1, positive_iou=np.linspace(0.3, 0.7, 5)[2], box_threshold=np.float32(0.25))
+    for given in (box, np.array([100.0, 100.0, 40.0, 80.0]), (np.int64(100), np.int64(100), np.int64(40), np.int64(80))):
+        result = run_rpo_cached(cache, image(), given, ScriptedDescriber(["red person"]), WordGrounder(SCENE), config,
+                                sequence="numpy")
+        assert result.ok and result.description.foreground == "red person"
+        assert result.trace["rounds"][0]["grounding"]["boxes"][0]["positive"] is True
+    [stored] = tmp_path.glob("*.json")  # one key: the three boxes are the same box
+    reloaded = cache.get(json.loads(stored.read_text())["key"])
+    assert reloaded.description.foreground == "red person" and reloaded.trace == json.loads(json.dumps(result.trace))
+    assert reloaded.trace["config"]["positive_iou"] == 0.5 and reloaded.trace["box"] == [100.0, 100.0, 40.0, 80.0]
 
 
 def test_cache_ignores_corrupt_files_and_does_not_store_failures(tmp_path, caplog):

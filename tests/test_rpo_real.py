@@ -11,6 +11,7 @@ import pytest
 from chattracker.rpo import RPOConfig, run_rpo
 from chattracker.types import Box
 from chattracker.video import list_images, read_image
+from tests.conftest import REPO_ROOT
 from tests.helpers import real_sequences
 
 pytestmark = pytest.mark.shared
@@ -56,7 +57,24 @@ def test_final_description_grounds_the_target_and_is_never_worse(shared_data, co
         if seen >= GROUNDED:
             assert result.top1_iou >= GROUNDED, f"{name}: YOLOX sees the target ({seen:.2f}) but the description misses it"
         json.dumps(result.trace)
-    assert sum(seen >= GROUNDED for _, seen, _, _ in rows) >= 3  # the check above is not vacuous
+    assert [name for name, seen, _, _ in rows if seen >= GROUNDED] == ["Crossing", "Woman", "bag"]
+    # the README's table of this run (its "describe" section) is this run's output, figure for figure
+    measured = [[name, f"{seen:.2f}", first["description"], f"{first['top1_iou']:.2f}", result.description.foreground,
+                 f"{result.top1_iou:.2f}"] for name, seen, first, result in rows]
+    assert readme_describe_table() == measured
+
+
+def readme_describe_table() -> list[list[str]]:
+    """Rows of the README table under "| sequence | YOLOX best IoU | first description | ..."."""
+    text = (REPO_ROOT / "README.md").read_text()
+    header = "| sequence | YOLOX best IoU | first description | IoU | final description | IoU |"
+    assert header in text, "the README's describe table is gone"
+    rows = []
+    for line in text.split(header, 1)[1].splitlines()[2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
 
 
 def test_dataset_language_as_initial_text(shared_data, components):

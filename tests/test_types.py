@@ -26,3 +26,14 @@ def test_proposals_validate_lengths():
     assert len(p) == 1 and p.box(0) == Box(0, 0, 1, 1)
     with pytest.raises(ValueError):
         Proposals(np.zeros((2, 4)), [0.1], ["a"])
+
+
+def test_box_from_numpy_values_holds_python_floats():
+    """Protects Box's conversion of numpy scalars: ``Box(*np.loadtxt(...)[0])`` is the natural call, and numpy
+    values left in a box turn comparisons into np.bool_, which no JSON trace or cache can write."""
+    row = np.array([205.0, 151.0, 17.0, 50.0])
+    for box in (Box(*row), Box(*row.astype(np.float32)), Box(*row.astype(np.int64)), Box.from_any(row),
+                Box.from_any(row.astype(np.float32).reshape(1, 4)), Box.from_any(tuple(row.astype(np.float16)))):
+        assert box == Box(205.0, 151.0, 17.0, 50.0)
+        assert all(type(v) is float for v in box.to_list()), [type(v) for v in box.to_list()]
+        assert type(box.iou(Box(205, 151, 17, 50)) >= 0.5) is bool

@@ -115,6 +115,7 @@ class ChatDescriber:
     def describe(self, image: Frame, box: Box, feedback: Feedback | None = None) -> Description:
         """One description; ``ReplyParseError`` (with the reply) when nothing usable came back."""
         self.last_exchanges = []
+        box = Box.from_any(box)
         shown, shown_box = fit_image(draw_target(image, box), box, self.image_max_side)
         prompt = self.build_prompt((shown.shape[1], shown.shape[0]), shown_box, feedback)
         reply = self._exchange(prompt, shown)

@@ -1,0 +1,96 @@
+"""The README's benchmark figures are the committed results they quote, digit for digit.
+
+Protects the README against stale figures: each figure here is a benchmark result, so the README gives the
+command and the committed output that produced it; this test reads both and fails when they disagree. (Figures
+that are facts about code are pinned by the tests of that code: the protocol reference values in
+``test_eval_benchmarks.py`` and ``test_eval_metrics.py``, the describe table in ``test_rpo_real.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from statistics import mean
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text()
+RESULTS = REPO_ROOT / "docs" / "results"
+MIB = 2**20
+
+
+def readme_row(label: str) -> list[str]:
+    """The cells after ``label`` of the README table row that starts with it."""
+    rows = [line for line in README.splitlines() if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"README has {len(rows)} rows labelled {label!r}"
+    return [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
+
+
+@pytest.fixture(scope="module")
+def offload():
+    assert "[docs/results/offload_bench.json](docs/results/offload_bench.json)" in README
+    assert "uv run python bench/offload.py --out" in README  # the command that writes it
+    summary = json.loads((RESULTS / "offload_bench.json").read_text())["summary"]
+    return [summary["as_built"]["0.25"], summary["zipf"]["0.25"]]
+
+
+def test_offload_speed_table_is_the_committed_run(offload):
+    def cells(values, digits, unit=""):
+        return " / ".join(f"{v:.{digits}f}" for v in values) + unit
+
+    assert readme_row("decode tok/s: fate / lod / eap / accelerate / resident") == [
+        cells([r["fate"]["decode_tok_s"], r["lod"]["decode_tok_s"], r["eap"]["decode_tok_s"]], 1) + " / "
+        + f"{r['accelerate']['decode_tok_s']:.2f} / {1 / r['bound']['resident_decode_s_per_token']:.1f}"
+        for r in offload]
+    assert readme_row("paired decode tok/s: fate / lod / lod-overlap") == [
+        cells([r["paired"]["decode_tok_s"][m] for m in ("fate", "lod", "lod-overlap")], 1) for r in offload]
+    assert readme_row("IO wait per decode token, paired: fate / lod / lod-overlap") == [
+        cells([1000 * mean(r["paired"]["decode_io_wait_s_per_token_by_round"][m]) for m in ("fate", "lod", "lod-overlap")],
+              1, " ms") for r in offload]
+    ratios = {
+        "fate decode / bound (target <= 1.25)": ("fate_decode_over_bound", ""),
+        "fate decode speedup vs accelerate (target >= 3)": ("fate_decode_speedup_vs_accelerate", "x"),
+        "fate decode speedup vs load-on-demand, paired (target >= 1)": ("fate_decode_speedup_vs_lod_paired", "x"),
+        "the same, from the separate processes": ("fate_decode_speedup_vs_lod", "x"),
+        "fate decode speedup vs lod-overlap, paired (ablation)": ("fate_decode_speedup_vs_lod_overlap_paired", "x"),
+    }
+    for label, (key, unit) in ratios.items():
+        digits = 1 if "accelerate" in label else 2
+        assert readme_row(label) == [f"{r['ratios'][key]:.{digits}f}{unit}" for r in offload], label
+    assert readme_row("fate-int2 prefill tok/s vs fate (bytes read)") == [
+        f"{r['ratios']['fate_int2_tail_prefill_speedup_vs_fate']:.2f}x "
+        f"({r['ratios']['fate_int2_tail_prefill_bytes_vs_fate']:.2f}x)" for r in offload]
+
+
+def test_offload_memory_rows_are_the_committed_run(offload):
+    limit = offload[0]["targets"]["rss_limit_bytes"] / MIB
+    assert readme_row(f"peak memory above start, less library code (limit {limit:.1f} MiB)") == [
+        f"{r['targets']['peak_rss_less_library_above_start_bytes'] / MIB:.1f} MiB" for r in offload]
+    library = offload[0]["targets"]["library_code_paged_in_bytes"] / MIB
+    assert readme_row(f"the same including library code ({library:.0f} MiB)") == [
+        f"{r['targets']['peak_total_rss_above_start_bytes'] / MIB:.1f} MiB" for r in offload]
+
+
+def test_evaluation_example_is_the_committed_report():
+    report = (RESULTS / "lasot_airplane-1_clip600_report.md").read_text()
+    auc = {row[0]: row[3] for row in (
+        [c.strip() for c in line.strip("|").split("|")] for line in report.splitlines()
+        if line.startswith("| ") and not line.startswith("| tracker"))}
+    sentence = re.search(r"\(ChatTracker\(NanoTrack v2\) ([\d.]+) AUC, NanoTrack v2 ([\d.]+), v1 ([\d.]+), "
+                         r"CSRT ([\d.]+), KCF ([\d.]+); official protocol, 1 sequence\)", " ".join(README.split()))
+    assert sentence, "the README's evaluation example sentence changed form"
+    assert list(sentence.groups()) == [auc[name] for name in
+                                       ("chattracker_nanotrack_v2", "nanotrack_v2", "nanotrack_v1", "csrt", "kcf")]
+
+
+def test_offload_prose_figures_are_the_committed_run(offload):
+    run = json.loads((RESULTS / "offload_bench.json").read_text())
+    text = " ".join(README.split())
+    assert (f"INT4 store {run['model']['expert_store_bytes'] / MIB:.0f} MiB, "
+            f"O_DIRECT reads {run['storage_read_bytes_per_s'] / 1e6:.0f} MB/s") in text
+    built, zipf = offload
+    assert (f"decode precision {built['fate']['decode_precision']:.2f} as built, "
+            f"{zipf['fate']['decode_precision']:.2f} with Zipf") in text
+    assert f"LRU hit rate {built['lod']['decode_hit_rate']:.2f} / {zipf['lod']['decode_hit_rate']:.2f}" in text

@@ -182,6 +182,7 @@ class ChatTracker:
 
     # -- protocol ---------------------------------------------------------------------------------------
     def initialize(self, frame: Frame, box: Box, text: str | None = None) -> None:
+        box = Box.from_any(box)  # numpy rows (np.loadtxt(...)[0]) are the natural call
         self.base.initialize(frame, box, text)
         self.frame_index = 0
         self.descriptions = [self._describe(frame, box, text)]
@@ -216,6 +217,8 @@ class ChatTracker:
             raise RuntimeError(f"{self.name}: track() called before initialize()")
         self.frame_index += 1
         result = self.base.track(frame)
+        if result.score is not None:
+            result = dataclasses.replace(result, score=float(result.score))  # np.float32 is not JSON
         prior = self._kalman.predict()
         # A base tracker that reports the target absent is stood in for by the motion prior, so the
         # next grounding round can still look for the target where it should be.

@@ -92,16 +92,12 @@ def test_yolox_grounder_and_attributes_describer_take_numpy_inputs(weights_env, 
     assert describer.describe(view, row) == describer.describe(frame, Box(*row.tolist()))
 
 
-@pytest.mark.xfail(strict=True, reason="ChatTracker.initialize uses the box as given: needs box = Box.from_any(box) "
-                                       "at its start (chattracker/wrapper.py, owned by the wrapper's issue)")
 def test_wrapper_initialize_takes_a_numpy_array_box(tmp_path, gt_file):
     tracker = _tracker(tmp_path, ScriptedDescriber(["red person"]))
     tracker.initialize(image(), np.loadtxt(gt_file, delimiter=",")[0])
     assert tracker.track(image()).box is not None
 
 
-@pytest.mark.xfail(strict=True, reason="ChatTracker.track passes the base tracker's numpy score into its result and "
-                                       "info: needs float(result.score) when not None (chattracker/wrapper.py)")
 def test_wrapper_results_are_json_ready_with_a_numpy_base_score(tmp_path, gt_file):
     tracker = _tracker(tmp_path, ScriptedDescriber(["red person"]))
     tracker.initialize(image(), Box(*np.loadtxt(gt_file, delimiter=",")[0]))

@@ -105,10 +105,26 @@ def frame_json(record: FrameRecord) -> dict[str, Any]:
     return {**record.to_json(), **{key: record.info[key] for key in DECISION_KEYS if key in record.info}}
 
 
-def language_json(tracker: Tracker, record: RunRecord) -> dict[str, Any]:
-    """The run's components, weights, descriptions and events (the language side of track.json)."""
+def absent_spans(records: list[FrameRecord]) -> list[dict[str, Any]]:
+    """One ``absent`` event per run of frames the tracker reported without a box (1-based, inclusive)."""
+    spans: list[dict[str, Any]] = []
+    for record in records:
+        if record.box is not None:
+            continue
+        frame = record.index + 1
+        if spans and spans[-1]["last"] == frame - 1:
+            spans[-1]["last"] = frame
+        else:
+            spans.append({"frame": frame, "event": "absent", "last": frame})
+    return spans
+
+
+def language_json(tracker: Tracker, record: RunRecord, frames: list[FrameRecord]) -> dict[str, Any]:
+    """The run's components, weights, descriptions and events (the language side of track.json):
+    the wrapper's own events and the spans it reported the target absent, in frame order."""
+    events = sorted([*(getattr(tracker, "events", []) or []), *absent_spans(frames)], key=lambda e: e.get("frame", 0))
     return {"components": components(tracker), "weights": weight_sources(record),
-            "descriptions": descriptions(tracker), "events": list(getattr(tracker, "events", []) or []),
+            "descriptions": descriptions(tracker), "events": events,
             "corrections": sum(corrections(tracker).values())}
 
 

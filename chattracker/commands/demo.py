@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         _write_video(staging / ("side_by_side.mp4" if enhance else "annotated.mp4"), scene, trackers, records)
-        cv2.imwrite(str(staging / "strip.png"), picture_strip(scene, trackers, records))
+        cv2.imwrite(str(staging / "strip.png"), picture_strip(scene, trackers, records),
+                    [cv2.IMWRITE_PNG_COMPRESSION, 9])
         nan = [float("nan")] * 4
         for label, recs in records.items():
             write_boxes(staging / ("boxes.txt" if label == final else f"boxes_{label}.txt"),
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         write_boxes(staging / "groundtruth.txt", [b.to_list() for b in scene.ground_truth])
         write_json(staging / "track.json", {
             "scene": scene.description(), "scores": results, "tracker": trackers[final].name,
-            **language_json(trackers[final], used), "frames": [frame_json(r) for r in records[final]],
+            **language_json(trackers[final], used, records[final]), "frames": [frame_json(r) for r in records[final]],
             **({"base_frames": [r.to_json() for r in records["base"]]} if enhance else {})})
         if used.rpo:
             write_json(staging / "rpo_trace.json", rpo_trace_json(used))
@@ -100,7 +101,8 @@ def _panel(frame: np.ndarray, index: int, scene: DemoScene, label: str, tracker:
     """One annotated picture: the truth (yellow), proposals and the decision for a wrapper, the box."""
     overlays = [] if scene.absent[index] else [Overlay(scene.ground_truth[index], "truth", TRUTH_COLOR)]
     overlays += overlays_of(record.info)
-    title = f"{'ChatTracker' if label == 'chattracker' else 'base'}: {tracker.name}"
+    base = getattr(tracker, "base", None)
+    title = f"ChatTracker({getattr(base, 'name', '?')})" if base is not None else f"base: {tracker.name}"
     lines = [title, *[str(line) for line in record.info.get("text_lines", ())]]
     return annotate(frame, index, record.box, record.score, lines, overlays)
 

@@ -124,7 +124,7 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
     write_boxes(staging / "boxes.txt", [r.box.to_list() if r.box is not None else nan for r in records])
     write_json(staging / "track.json", {
         "source": str(args.source), "tracker": tracker.name, "init_box": init_box.to_list(), "text": args.text,
-        **language_json(tracker, used), "frames": [frame_json(r) for r in records],
+        **language_json(tracker, used, records), "frames": [frame_json(r) for r in records],
     })
     if used.rpo:
         write_json(staging / "rpo_trace.json", rpo_trace_json(used))

@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from chattracker.run_record import (add_choice_arguments, choose, frame_json, language_json, recording,
-                                         rpo_trace_json, summary_lines)
 from chattracker.commands.track import _publish, overlays_of
 from chattracker.config import TrackerConfig
 from chattracker.demo_scene import DemoScene
 from chattracker.results import write_boxes, write_json
+from chattracker.run_record import (add_choice_arguments, choose, frame_json, language_json, recording, rpo_trace_json,
+                                    summary_lines)
 from chattracker.tracking import FrameRecord, run_tracker
 from chattracker.types import Tracker
 from chattracker.video import AnnotatedVideoWriter, Overlay, annotate

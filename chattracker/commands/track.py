@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chattracker.run_record import (RunRecord, add_choice_arguments, choose, frame_json, language_json, recording,
-                                         rpo_trace_json, summary_lines)
 from chattracker.errors import ConfigError, InputError
 from chattracker.results import write_boxes, write_json
+from chattracker.run_record import (RunRecord, add_choice_arguments, choose, frame_json, language_json, recording,
+                                    rpo_trace_json, summary_lines)
 from chattracker.tracking import FrameRecord, run_tracker
 from chattracker.types import Box, Frame, Tracker
 from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_init_box

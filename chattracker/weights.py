@@ -106,6 +106,10 @@ class WeightLookup:
     def rejected_text(self) -> str:
         return "; ".join(f"rejected {path} ({why})" for path, why in self.rejected)
 
+    def faulty(self) -> list[tuple[Path, str]]:
+        """Rejected files whose contents are no registered file (not merely a sibling version)."""
+        return [(path, why) for path, why in self.rejected if not why.startswith("it is ")]
+
 
 def _verdict(path: Path, weight: WeightFile) -> str | None:
     """None when ``path`` holds exactly ``weight``; otherwise why it does not."""
@@ -166,9 +170,8 @@ def lookup_weight(name: str, path: str | os.PathLike[str] | None = None) -> Weig
         if found is not None:
             lookup.path, lookup.source = found, source
             break
-    for rejected, why in lookup.rejected:
-        if not why.startswith("it is "):  # a sibling version (NanoTrack v1 beside v2) is not a fault
-            logger.warning("weight %s: rejected %s (%s)", name, rejected, why)
+    for rejected, why in lookup.faulty():  # a sibling version (NanoTrack v1 beside v2) is not a fault
+        logger.warning("weight %s: rejected %s (%s)", name, rejected, why)
     return lookup
 
 
@@ -215,8 +218,10 @@ def _missing_message(lookup: WeightLookup, reason: str = "") -> str:
     if lookup.rejected:
         details.append(lookup.rejected_text())
     why = f" ({'; '.join(details)})" if details else ""
+    # A same-named file with other contents is the likelier fault (a damaged copy), so say that first.
+    verdict = "rejected, no copy has the registered sha256" if lookup.faulty() else "not found"
     return (
-        f"weight file {weight.filename!r} ({weight.name}) not found{why}; download it from {weight.url} "
+        f"weight file {weight.filename!r} ({weight.name}) {verdict}{why}; download it from {weight.url} "
         f"(sha256 {weight.sha256[:12]}...) and pass its path, or put it in a folder named by ${ENV_WEIGHTS}, "
         f"or run `chattracker weights download {weight.name}` with network access"
     )

@@ -35,9 +35,8 @@ def run(args: argparse.Namespace) -> int:
         weight = lookup.weight
         status = f"{lookup.source}: {lookup.path}" if lookup.path else "missing"
         print(f"{weight.name:<{width}}  {weight.size / 1e6:>5.1f} MB  {status}")
-        for path, why in lookup.rejected:
-            if not why.startswith("it is "):
-                print(f"{'':<{width}}            rejected {path} ({why})")
+        for path, why in lookup.faulty():
+            print(f"{'':<{width}}            rejected {path} ({why})")
         if lookup.path is None:
             print(f"{'':<{width}}            from {weight.url}")
     return 0

@@ -17,9 +17,10 @@ import json
 import logging
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -383,11 +384,30 @@ class RPOCache:
         return result
 
 
+_RECORDERS: list[list[RPOResult]] = []
+
+
+@contextmanager
+def recording() -> Iterator[list[RPOResult]]:
+    """Collect every RPO result (with its trace) produced inside the block, in order, so a command
+    can save the trace of a tracker's descriptions without the tracker having to return it."""
+    results: list[RPOResult] = []
+    _RECORDERS.append(results)
+    try:
+        yield results
+    finally:
+        _RECORDERS.remove(results)
+
+
 def run_rpo_cached(cache: RPOCache | None, image: Frame, box: Box, describer: Describer, grounder: Grounder,
                    config: RPOConfig = RPOConfig(), initial_text: str | None = None, *, sequence: str | None = None,
                    fallback: Describer | None = None) -> RPOResult:
     """``run_rpo`` through ``cache`` (None: no cache) under the key of ``rpo_cache_key``."""
     run = lambda: run_rpo(image, box, describer, grounder, config, initial_text, fallback=fallback)  # noqa: E731
     if cache is None:
-        return run()
-    return cache.get_or_run(rpo_cache_key(image, box, describer, grounder, config, initial_text, sequence), run)
+        result = run()
+    else:
+        result = cache.get_or_run(rpo_cache_key(image, box, describer, grounder, config, initial_text, sequence), run)
+    for results in _RECORDERS:
+        results.append(result)
+    return result

@@ -133,21 +133,11 @@ class AnnotatedVideoWriter:
 
     def write(self, frame: Frame, index: int, box: Box | None, score: float | None,
               text_lines: Sequence[str] = (), overlays: Sequence[Overlay] = ()) -> None:
-        canvas = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
-        for overlay in overlays:
-            _draw_box(canvas, overlay.box, overlay.color[::-1], 1, overlay.label)
-        if box is not None and box.is_valid():
-            _draw_box(canvas, box, (0, 255, 0), 2, None)
-        status = f"#{index + 1}" + (f"  score {score:.2f}" if score is not None else "") + ("" if box is not None else "  target absent")
-        lines = [status, *text_lines]
-        for row, line in enumerate(lines):
-            y = 18 + 16 * row
-            # A dark band, not a thick outline: Hershey glyph spacing grows with thickness, so an
-            # outline drawn thicker than the text does not line up with it.
-            (width, height), baseline = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-            cv2.rectangle(canvas, (3, y - height - 3), (9 + width, y + baseline), (0, 0, 0), cv2.FILLED)
-            cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
-        self._writer.write(canvas)
+        self.write_bgr(annotate(frame, index, box, score, text_lines, overlays))
+
+    def write_bgr(self, canvas: np.ndarray) -> None:
+        """Write an already drawn BGR picture of the writer's size (e.g. two panels side by side)."""
+        self._writer.write(np.ascontiguousarray(canvas))
 
     def close(self) -> None:
         """Finish the file and move it into place."""
@@ -158,6 +148,25 @@ class AnnotatedVideoWriter:
         """Drop the partial file (used when the run fails)."""
         self._writer.release()
         self._tmp.unlink(missing_ok=True)
+
+
+def annotate(frame: Frame, index: int, box: Box | None, score: float | None,
+             text_lines: Sequence[str] = (), overlays: Sequence[Overlay] = ()) -> np.ndarray:
+    """The frame as BGR with overlays, the tracked box (green), the frame number, score and text."""
+    canvas = cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+    for overlay in overlays:
+        _draw_box(canvas, overlay.box, overlay.color[::-1], 1, overlay.label)
+    if box is not None and box.is_valid():
+        _draw_box(canvas, box, (0, 255, 0), 2, None)
+    status = f"#{index + 1}" + (f"  score {score:.2f}" if score is not None else "") + ("" if box is not None else "  target absent")
+    for row, line in enumerate([status, *text_lines]):
+        y = 18 + 16 * row
+        # A dark band, not a thick outline: Hershey glyph spacing grows with thickness, so an
+        # outline drawn thicker than the text does not line up with it.
+        (width, height), baseline = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        cv2.rectangle(canvas, (3, y - height - 3), (9 + width, y + baseline), (0, 0, 0), cv2.FILLED)
+        cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+    return canvas
 
 
 def _draw_box(canvas: np.ndarray, box: Box, color_bgr: tuple[int, int, int], thickness: int, label: str | None) -> None:

@@ -1,9 +1,11 @@
 """Registry of named weight files and the lookup that finds them without surprises.
 
-Lookup order (DESIGN.md section 3): explicit path -> ``$CHATTRACKER_WEIGHTS`` (a folder searched
-recursively for the registered file name; the sha256 decides between same-named files, e.g.
-NanoTrack v1 and v2) -> the user cache dir -> download (unless offline). Offline and missing gives
-one error naming the file, the URL and how to supply it.
+Lookup order: explicit path -> ``$CHATTRACKER_WEIGHTS`` (folders searched recursively for the
+registered file name) -> the files bundled in the package (``chattracker/data/weights``) -> the user
+cache dir -> download (unless offline). The sha256 is checked whatever the source: it tells
+same-named files apart (NanoTrack v1 and v2), and a same-named file with other contents is reported
+as rejected with its path, never used. Offline and missing gives one error naming the file, the URL,
+the rejected files and how to supply it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import shutil
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import platformdirs
 
@@ -90,59 +94,135 @@ def sha256_of(path: Path) -> str:
     return _sha256_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 
-def _matches(path: Path, weight: WeightFile) -> bool:
-    return path.is_file() and path.stat().st_size == weight.size and sha256_of(path) == weight.sha256
+@dataclass
+class WeightLookup:
+    """Where a registered file was found (``path`` None when nowhere) and every same-named file
+    that was passed over because its contents are not the registered ones."""
+
+    weight: WeightFile
+    path: Path | None = None
+    source: str = ""
+    rejected: list[tuple[Path, str]] = field(default_factory=list)
+
+    def rejected_text(self) -> str:
+        return "; ".join(f"rejected {path} ({why})" for path, why in self.rejected)
+
+    def faulty(self) -> list[tuple[Path, str]]:
+        """Rejected files whose contents are no registered file (not merely a sibling version)."""
+        return [(path, why) for path, why in self.rejected if not why.startswith("it is ")]
 
 
-def _search_folder(folder: Path, weight: WeightFile) -> Path | None:
+def _verdict(path: Path, weight: WeightFile) -> str | None:
+    """None when ``path`` holds exactly ``weight``; otherwise why it does not."""
+    digest = sha256_of(path)
+    if digest == weight.sha256:
+        return None
+    other = next((w.name for w in _REGISTRY.values() if w.sha256 == digest), None)
+    if other is not None:
+        return f"it is {other}"
+    return f"sha256 {digest[:12]}..., expected {weight.sha256[:12]}..."
+
+
+def _search_folder(folder: Path, weight: WeightFile, lookup: WeightLookup) -> Path | None:
+    """The first file named like ``weight`` under ``folder`` with its sha256; others go to ``rejected``."""
     if not folder.is_dir():
         return None
     for candidate in sorted(folder.rglob(weight.filename)):
-        if _matches(candidate, weight):
+        if not candidate.is_file():
+            continue
+        why = _verdict(candidate, weight)
+        if why is None:
             return candidate
+        lookup.rejected.append((candidate, why))
     return None
+
+
+def bundled_dir() -> Path:
+    """The weights that ship inside the package (``chattracker/data/weights``)."""
+    return Path(__file__).resolve().parent / "data" / "weights"
+
+
+def lookup_weight(name: str, path: str | os.PathLike[str] | None = None) -> WeightLookup:
+    """Locate a registered file without downloading. Order: explicit path, ``$CHATTRACKER_WEIGHTS``,
+    bundled, cache. Every candidate's sha256 is checked, whatever its source."""
+    weight = get_weight(name)
+    lookup = WeightLookup(weight)
+    if path is not None:
+        explicit = Path(path)
+        if explicit.is_dir():
+            lookup.path = _search_folder(explicit, weight, lookup)
+            lookup.source = "explicit folder" if lookup.path else ""
+            if lookup.path is None:
+                raise WeightsNotFoundError(_missing_message(lookup, f"not in the folder {explicit}"))
+            return lookup
+        if not explicit.is_file():
+            raise WeightsNotFoundError(f"weight file {explicit} for {name!r} does not exist")
+        why = _verdict(explicit, weight)
+        if why is not None:
+            raise WeightsNotFoundError(f"weight file {explicit} for {name!r} rejected: {why} "
+                                       f"(the registered {weight.filename} from {weight.url})")
+        lookup.path, lookup.source = explicit, "explicit path"
+        return lookup
+    folders: list[tuple[Path, str]] = [(Path(f), f"${ENV_WEIGHTS}") for f in
+                                       os.environ.get(ENV_WEIGHTS, "").split(os.pathsep) if f]
+    folders += [(bundled_dir(), "bundled"), (cache_dir() / weight.name, "cache")]
+    for folder, source in folders:
+        found = _search_folder(folder, weight, lookup)
+        if found is not None:
+            lookup.path, lookup.source = found, source
+            break
+    for rejected, why in lookup.faulty():  # a sibling version (NanoTrack v1 beside v2) is not a fault
+        logger.warning("weight %s: rejected %s (%s)", name, rejected, why)
+    return lookup
 
 
 def find_weight(name: str, path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:
     """Locate a registered file without downloading: ``(path or None, where it was found)``."""
-    weight = get_weight(name)
-    if path is not None:
-        explicit = Path(path)
-        if explicit.is_dir():
-            found = _search_folder(explicit, weight)
-            return (found, "explicit folder") if found else (None, "")
-        if not explicit.is_file():
-            raise WeightsNotFoundError(f"weight file {explicit} for {name!r} does not exist")
-        if sha256_of(explicit) != weight.sha256:
-            logger.warning("%s does not have the registered sha256 of %r; using it as given", explicit, name)
-        return explicit, "explicit path"
-    env = os.environ.get(ENV_WEIGHTS)
-    if env:
-        for folder in env.split(os.pathsep):
-            found = _search_folder(Path(folder), weight)
-            if found:
-                return found, f"${ENV_WEIGHTS}"
-    cached = cache_dir() / weight.name / weight.filename
-    if _matches(cached, weight):
-        return cached, "cache"
-    return None, ""
+    lookup = lookup_weight(name, path)
+    return lookup.path, lookup.source
+
+
+_RECORDERS: list[dict[str, WeightLookup]] = []
+
+
+@contextmanager
+def recording() -> Iterator[dict[str, WeightLookup]]:
+    """Collect every weight resolved inside the block (name -> lookup), so a run can say where
+    each file of each component came from."""
+    used: dict[str, WeightLookup] = {}
+    _RECORDERS.append(used)
+    try:
+        yield used
+    finally:
+        _RECORDERS.remove(used)
+
+
+def _record(lookup: WeightLookup) -> None:
+    for used in _RECORDERS:
+        used[lookup.weight.name] = lookup
 
 
 def resolve_weight(name: str, path: str | os.PathLike[str] | None = None, download: bool = True) -> Path:
     """Path of a registered weight file, downloading it into the cache when allowed."""
-    found, _ = find_weight(name, path)
-    if found is not None:
-        return found
-    weight = get_weight(name)
-    if download and not is_offline():
-        return download_weight(name)
-    raise WeightsNotFoundError(_missing_message(weight))
+    lookup = lookup_weight(name, path)
+    if lookup.path is None:
+        if not download or is_offline():
+            raise WeightsNotFoundError(_missing_message(lookup))
+        lookup.path, lookup.source = download_weight(name), "download"
+    _record(lookup)
+    return lookup.path
 
 
-def _missing_message(weight: WeightFile, reason: str = "") -> str:
-    why = f" ({reason})" if reason else ""
+def _missing_message(lookup: WeightLookup, reason: str = "") -> str:
+    weight = lookup.weight
+    details = [reason] if reason else []
+    if lookup.rejected:
+        details.append(lookup.rejected_text())
+    why = f" ({'; '.join(details)})" if details else ""
+    # A same-named file with other contents is the likelier fault (a damaged copy), so say that first.
+    verdict = "rejected, no copy has the registered sha256" if lookup.faulty() else "not found"
     return (
-        f"weight file {weight.filename!r} ({weight.name}) not found{why}; download it from {weight.url} "
+        f"weight file {weight.filename!r} ({weight.name}) {verdict}{why}; download it from {weight.url} "
         f"(sha256 {weight.sha256[:12]}...) and pass its path, or put it in a folder named by ${ENV_WEIGHTS}, "
         f"or run `chattracker weights download {weight.name}` with network access"
     )
@@ -165,7 +245,7 @@ def download_weight(name: str, timeout: float = 60.0) -> Path:
             )
         os.replace(tmp, target)
     except (urllib.error.URLError, OSError, TimeoutError) as error:
-        raise WeightsNotFoundError(_missing_message(weight, f"download failed: {error}")) from None
+        raise WeightsNotFoundError(_missing_message(WeightLookup(weight), f"download failed: {error}")) from None
     finally:
         Path(tmp).unlink(missing_ok=True)
     return target

@@ -16,15 +16,17 @@ REFERENCE_AUC = {"Crossing": 0.760, "Woman": 0.641, "bag": 0.789, "airplane-1": 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REFERENCE_AUC))
-def test_track_nanotrack_v2_reproduces_reference_auc(shared_data, weights_env, tmp_path, name, capsys):
+def test_track_plain_reproduces_reference_auc_from_bundled_weights(shared_data, tmp_path, name, capsys, monkeypatch):
+    monkeypatch.delenv("CHATTRACKER_WEIGHTS", raising=False)  # the bundled files, not ../shared/data
     sequence = real_sequences(shared_data)[name]
     box = ",".join(repr(float(v)) for v in sequence.ground_truth[0])
     out = tmp_path / name
-    code = main(["track", str(sequence.frames), "--box", box, "--tracker", "nanotrack_v2", "--out", str(out),
+    code = main(["track", str(sequence.frames), "--box", box, "--plain", "--out", str(out),
                  "--no-progress", *(["--no-video"] if name != "Crossing" else [])])
     assert code == 0
     summary = capsys.readouterr().out
     assert f"tracked {len(sequence.ground_truth)} frames with nanotrack_v2" in summary and str(out) in summary
+    assert "components: tracker nanotrack_v2 (nanotrack_v2_backbone bundled, nanotrack_v2_head bundled)" in summary
     boxes = np.loadtxt(out / "boxes.txt", delimiter=",")
     assert boxes.shape == sequence.ground_truth.shape
     auc = success_auc(boxes, sequence.ground_truth)
@@ -128,12 +130,46 @@ def test_missing_config(crossing, capsys, tmp_path):
          "does not exist")
 
 
-def test_missing_weights_offline(crossing, capsys, tmp_path, monkeypatch):
+@pytest.mark.parametrize("choice", [[], ["--plain"], ["--tracker", "nanotrack_v2"]])
+def test_missing_weights_offline_never_falls_back(crossing, capsys, tmp_path, monkeypatch, choice):
+    """Without the bundled files the default is an error naming the file, not a silent CSRT."""
+    from chattracker import weights
+
     monkeypatch.delenv("CHATTRACKER_WEIGHTS", raising=False)
     monkeypatch.setenv("CHATTRACKER_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("CHATTRACKER_OFFLINE", "1")
-    _bad(["track", crossing, "--box", "205,151,17,50", "--tracker", "nanotrack_v2"], capsys, tmp_path,
-         "nanotrack_backbone_sim.onnx")
+    monkeypatch.setattr(weights, "bundled_dir", lambda: tmp_path / "no_bundled")
+    _bad(["track", crossing, "--box", "205,151,17,50", *choice], capsys, tmp_path, "nanotrack_backbone_sim.onnx")
+
+
+def test_plain_and_enhance_contradict(crossing, capsys, tmp_path):
+    _bad(["track", crossing, "--box", "205,151,17,50", "--plain", "--enhance"], capsys, tmp_path, "contradict")
+
+
+def test_track_default_is_chattracker_around_nanotrack_v2(crossing, tmp_path, capsys, monkeypatch):
+    """No flags, no environment: the wrapper runs from bundled weights and records its language side."""
+    monkeypatch.delenv("CHATTRACKER_WEIGHTS", raising=False)
+    monkeypatch.setenv("CHATTRACKER_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "default"
+    assert main(["track", crossing, "--box", "205,151,17,50", "--max-frames", "25", "--out", str(out),
+                 "--no-video", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert ("components: base nanotrack_v2 (nanotrack_v2_backbone bundled, nanotrack_v2_head bundled); "
+            "describer attributes; grounder yolox (yolox_nano_coco bundled)") in printed
+    assert "descriptions: frame 1: 'person" in printed and "corrections: " in printed
+    assert "tracked 25 frames with chattracker:nanotrack_v2" in printed
+    record = json.loads((out / "track.json").read_text())
+    assert record["tracker"] == "chattracker:nanotrack_v2"
+    assert record["components"]["base"] == "nanotrack_v2" and record["components"]["grounder"] == "yolox"
+    assert {w["source"] for w in record["weights"].values()} == {"bundled"}
+    assert record["descriptions"][0]["frame"] == 1 and record["descriptions"][0]["foreground"].startswith("person")
+    assert isinstance(record["events"], list) and record["corrections"] == len(
+        [e for e in record["events"] if e["event"] in ("reinitialize", "refresh", "recover", "redetect")])
+    decided = [f for f in record["frames"] if "decision" in f]
+    assert decided and all("candidates" in f for f in decided if f["decision"] != "absent")
+    trace = json.loads((out / "rpo_trace.json").read_text())
+    assert trace[0]["description"]["foreground"] == record["descriptions"][0]["foreground"]
+    assert trace[0]["trace"]["rounds"]
 
 
 def test_config_file_selects_tracker(crossing, tmp_path, capsys):

@@ -1,33 +1,91 @@
+import contextlib
+import io
 import json
 
+import cv2
 import numpy as np
+import pytest
 
 from chattracker.cli import main
-from chattracker.demo_scene import DemoScene
+from chattracker.demo_scene import CLOCK_CLASS, DemoScene
+from chattracker.types import Box
 from chattracker.video import FrameSource, list_images, natural_key
 
 
-def test_demo_runs_without_weights(tmp_path, monkeypatch, capsys):
-    monkeypatch.delenv("CHATTRACKER_WEIGHTS", raising=False)
-    monkeypatch.setenv("CHATTRACKER_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "demo"
-    assert main(["demo", "--frames", "40", "--out", str(out), "--no-progress"]) == 0
-    printed = capsys.readouterr().out
-    assert "components: tracker csrt (auto)" in printed and "weights not found" in printed
-    summary = json.loads((out / "track.json").read_text())
-    assert summary["frames"] == 40 and summary["mean_iou"] > 0.5  # the first 40 frames are the easy part
-    assert FrameSource(out / "annotated.mp4").num_frames == 40
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """`chattracker demo` once, as on a fresh machine: no CHATTRACKER_WEIGHTS, an empty cache, and
+    any attempt to open a URL fails the run."""
+    import urllib.request
+
+    root = tmp_path_factory.mktemp("demo")
+    cache = root / "cache"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("CHATTRACKER_WEIGHTS", raising=False)
+        mp.setenv("CHATTRACKER_CACHE", str(cache))
+
+        def no_network(*args, **kwargs):
+            raise AssertionError(f"the demo tried to download {args[:1]}")
+
+        mp.setattr(urllib.request, "urlopen", no_network)
+        out = root / "out"
+        stdout = io.StringIO()
+        with contextlib.redirect_stdout(stdout):
+            code = main(["demo", "--out", str(out), "--no-progress"])
+    return code, stdout.getvalue(), out, cache
 
 
-def test_demo_uses_nanotrack_when_weights_found(weights_env, tmp_path, capsys):
-    assert main(["demo", "--frames", "20", "--out", str(tmp_path / "d"), "--no-progress"]) == 0
-    assert "components: tracker nanotrack_v2 (auto)" in capsys.readouterr().out
+def test_demo_runs_chattracker_from_bundled_weights(demo_run):
+    code, printed, out, cache = demo_run
+    assert code == 0
+    assert "components: base nanotrack_v2 (nanotrack_v2_backbone bundled, nanotrack_v2_head bundled); " \
+           "describer attributes; grounder yolox (yolox_nano_coco bundled)" in printed
+    assert "descriptions: frame 1: 'green clock" in printed
+    assert "base        nanotrack_v2: mean IoU" in printed and "chattracker chattracker:nanotrack_v2: mean IoU" in printed
+    assert not (cache / "weights").exists() and not list(cache.rglob("*.onnx"))  # nothing downloaded
+    record = json.loads((out / "track.json").read_text())
+    assert {w["source"] for w in record["weights"].values()} == {"bundled"}
+    assert set(record["scores"]) == {"base", "chattracker"}
+    assert len(record["frames"]) == len(record["base_frames"]) == 150
+    assert any("decision" in f for f in record["frames"]) and record["descriptions"][0]["frame"] == 1
+    assert json.loads((out / "rpo_trace.json").read_text())[0]["trace"]["rounds"]
+    video = FrameSource(out / "side_by_side.mp4")
+    assert video.num_frames == 150 and video.width == 2 * DemoScene().width
+    strip = cv2.imread(str(out / "strip.png"))
+    assert strip is not None and strip.shape[1] > 4 * DemoScene().width * 0.5
+    truth = np.loadtxt(out / "groundtruth.txt", delimiter=",")
+    assert np.allclose(truth, [b.to_list() for b in DemoScene().ground_truth])
 
 
-def test_demo_scene_is_deterministic_and_has_distractors():
+def test_demo_base_switches_to_the_look_alike_at_the_crossing(demo_run):
+    """The scene does what its docstring says: after the crossing the base alone follows the blue clock."""
+    scene = DemoScene()
+    record = json.loads(demo_run[2].joinpath("track.json").read_text())
+    start = scene.key_frames()["after the crossing"]
+    blue = scene.distractors[0]
+    boxes = [(i, Box.from_any(f["box"])) for i, f in enumerate(record["base_frames"]) if i >= start]
+    on_blue = [box.iou(blue.box_at(i, len(scene))) > box.iou(scene.ground_truth[i]) for i, box in boxes]
+    assert np.mean(on_blue) > 0.8
+
+
+@pytest.mark.xfail(strict=True, reason="measured with the colour/HOG fusion of today: base 0.484, ChatTracker 0.526 "
+                                       "(+0.04); the learned-appearance fusion must reach +0.2, then drop this mark")
+def test_demo_language_rescues_the_base_tracker(demo_run):
+    scores = json.loads(demo_run[2].joinpath("track.json").read_text())["scores"]
+    assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2
+
+
+def test_demo_scene_is_deterministic_and_detected_by_the_bundled_grounder():
+    from chattracker.grounding.yolox import YoloxGrounder
+
     a, b = DemoScene(num_frames=5), DemoScene(num_frames=5)
     assert np.array_equal(a.frame(3), b.frame(3))
     assert len(a.distractors) >= 2 and a.frame(0).dtype == np.uint8
+    found = YoloxGrounder().detect(a.frame(0))
+    for clock in (a.target, *a.distractors):
+        box = clock.box_at(0, len(a))
+        assert any(label == CLOCK_CLASS and score > 0.5 and Box.from_any(b).iou(box) > 0.7
+                   for b, score, label in zip(found.boxes, found.scores, found.labels)), clock.name
 
 
 def test_natural_sort_and_image_only(tmp_path):

@@ -12,6 +12,8 @@ from typing import Any
 
 from chattracker.errors import ConfigError, InputError
 from chattracker.results import write_boxes, write_json
+from chattracker.run_record import (RunRecord, add_choice_arguments, choose, frame_json, language_json, recording,
+                                    rpo_trace_json, summary_lines)
 from chattracker.tracking import FrameRecord, run_tracker
 from chattracker.types import Box, Frame, Tracker
 from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_init_box
@@ -22,16 +24,16 @@ logger = logging.getLogger(__name__)
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "track", help="track a target through a video file or image folder",
-        description="Track one target from an initial box. Writes annotated.mp4, boxes.txt (x,y,w,h per frame) "
-                    "and track.json (per-frame box, score, time) into --out.")
+        description="Track one target from an initial box with ChatTracker around NanoTrack v2 (bundled weights), "
+                    "or a base tracker alone (--plain, --tracker NAME). Writes annotated.mp4, boxes.txt (x,y,w,h "
+                    "per frame), track.json (per-frame box, score, time and the wrapper's decision; components, "
+                    "weight sources, descriptions, events) and rpo_trace.json into --out.")
     parser.add_argument("source", help="video file or folder of frames (natural sort)")
     parser.add_argument("--box", required=True, help="initial box on the first frame as x,y,w,h (pixels)")
-    parser.add_argument("--tracker", default="auto",
-                        help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt); "
-                             "see `chattracker weights` for weights")
-    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
+    add_choice_arguments(parser)
+    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker); "
+                                         "--tracker, --plain and --enhance override it")
     parser.add_argument("--text", help="natural-language description of the target")
-    parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
     parser.add_argument("--out", help="output folder (default: runs/<source name>)")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip writing the annotated video")
@@ -39,22 +41,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def resolve_auto_tracker() -> str:
-    """The best tracker whose weights are present, without downloading anything."""
-    from chattracker.weights import find_weight
-
-    have_nano = all(find_weight(f"nanotrack_v2_{part}")[0] is not None for part in ("backbone", "head"))
-    return "nanotrack_v2" if have_nano else "csrt"
-
-
 def build_from_args(args: argparse.Namespace) -> Tracker:
+    """ChatTracker around NanoTrack v2 unless the flags or the config say otherwise; a missing or
+    rejected weight file is an error naming it, never a silent switch to another tracker."""
     from chattracker.config import TrackerConfig, load_tracker_config
 
-    config = load_tracker_config(args.config) if args.config else TrackerConfig(source="--tracker")
-    if not args.config or args.tracker != "auto":
-        config.tracker = resolve_auto_tracker() if args.tracker == "auto" else args.tracker
-    if args.enhance:
-        config.enhance = True
+    if args.config:
+        config = load_tracker_config(args.config)
+        if args.plain and args.enhance:
+            choose(None, True, True)  # the same one-line error as without a config
+        config.tracker = args.tracker or config.tracker
+        config.enhance = (config.enhance or args.enhance) and not args.plain
+    else:
+        name, enhance = choose(args.tracker, args.plain, args.enhance)
+        config = TrackerConfig(tracker=name, enhance=enhance, source="--tracker")
     return config.build()
 
 
@@ -79,26 +79,29 @@ def run(args: argparse.Namespace) -> int:
         box = Box.parse(args.box)
     except ValueError as error:
         raise InputError(str(error)) from None
-    tracker = build_from_args(args)
-    source = FrameSource(args.source)
-    init_box = check_init_box(box, source.width, source.height)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.source).stem
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        records, seconds = _track(args, tracker, source, init_box, staging)
-        written = _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    with recording() as used:
+        tracker = build_from_args(args)
+        source = FrameSource(args.source)
+        init_box = check_init_box(box, source.width, source.height)
+        out = Path(args.out) if args.out else Path("runs") / Path(args.source).stem
+        out.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        try:
+            records, seconds = _track(args, tracker, source, init_box, staging, used)
+            written = _publish(staging, out)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     tracked = max(len(records) - 1, 1)
     fps = tracked / max(sum(r.seconds for r in records[1:]), 1e-9)
+    for line in summary_lines(tracker, used):
+        print(line)
     print(f"tracked {len(records)} frames with {tracker.name} at {fps:.1f} fps (wall {seconds:.1f}s) -> "
           f"{out}/ ({', '.join(written)})")
     return 0
 
 
 def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init_box: Box,
-           staging: Path) -> tuple[list[FrameRecord], float]:
+           staging: Path, used: RunRecord) -> tuple[list[FrameRecord], float]:
     writer = None if args.no_video else AnnotatedVideoWriter(staging / "annotated.mp4", source.fps, source.width, source.height)
 
     def draw(frame: Frame, record: FrameRecord) -> None:
@@ -121,8 +124,10 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
     write_boxes(staging / "boxes.txt", [r.box.to_list() if r.box is not None else nan for r in records])
     write_json(staging / "track.json", {
         "source": str(args.source), "tracker": tracker.name, "init_box": init_box.to_list(), "text": args.text,
-        "frames": [r.to_json() for r in records],
+        **language_json(tracker, used, records), "frames": [frame_json(r) for r in records],
     })
+    if used.rpo:
+        write_json(staging / "rpo_trace.json", rpo_trace_json(used))
     return records, seconds
 
 

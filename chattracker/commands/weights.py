@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from chattracker.weights import ENV_WEIGHTS, cache_dir, download_weight, find_weight, get_weight, registered_weights
+from chattracker.weights import (ENV_WEIGHTS, bundled_dir, cache_dir, download_weight, get_weight, lookup_weight,
+                                 registered_weights)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "weights", help="list known weight files and where they were found; download them",
-        description=f"Lookup order: explicit path -> ${ENV_WEIGHTS} (folders searched recursively, sha256 checked) "
-                    f"-> cache dir ({cache_dir()}) -> download.")
+        description=f"Lookup order: explicit path -> ${ENV_WEIGHTS} (folders searched recursively) -> bundled "
+                    f"({bundled_dir()}) -> cache dir ({cache_dir()}) -> download. The sha256 is checked "
+                    f"whatever the source; a same-named file with other contents is listed as rejected.")
     parser.add_argument("action", nargs="?", choices=("list", "download"), default="list")
     parser.add_argument("names", nargs="*", help="weight names to download (default: all missing)")
     parser.set_defaults(func=run)
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "download":
-        names = args.names or [w.name for w in registered_weights() if find_weight(w.name)[0] is None]
+        names = args.names or [w.name for w in registered_weights() if lookup_weight(w.name).path is None]
         for name in names:
             get_weight(name)
         for name in names:
@@ -27,13 +29,14 @@ def run(args: argparse.Namespace) -> int:
         if not names:
             print("all registered weights are present")
         return 0
-    rows = []
-    for weight in registered_weights():
-        path, where = find_weight(weight.name)
-        rows.append((weight.name, f"{weight.size / 1e6:.1f} MB", f"{where}: {path}" if path else "missing", weight.url))
-    width = max(len(r[0]) for r in rows)
-    for name, size, status, url in rows:
-        print(f"{name:<{width}}  {size:>8}  {status}")
-        if status == "missing":
-            print(f"{'':<{width}}            from {url}")
+    lookups = [lookup_weight(weight.name) for weight in registered_weights()]
+    width = max(len(lookup.weight.name) for lookup in lookups)
+    for lookup in lookups:
+        weight = lookup.weight
+        status = f"{lookup.source}: {lookup.path}" if lookup.path else "missing"
+        print(f"{weight.name:<{width}}  {weight.size / 1e6:>5.1f} MB  {status}")
+        for path, why in lookup.faulty():
+            print(f"{'':<{width}}            rejected {path} ({why})")
+        if lookup.path is None:
+            print(f"{'':<{width}}            from {weight.url}")
     return 0

@@ -405,7 +405,8 @@ class ChatTracker:
                 self.base.initialize(frame, box, self._text)
                 self._template = box
                 self._last_refresh = self.frame_index
-                self.events.append({"frame": self.frame_index + 1, "event": "refresh", "box": decision.box.to_list()})
+                self.events.append({"frame": self.frame_index + 1, "event": "refresh", "box": box.to_list(),
+                                    "proposal": decision.confirming.box.to_list()})
 
     def _remembered_size(self, box: Box) -> Box:
         """``box``'s centre with the size of the last confirmed boxes: a detector's extents are looser

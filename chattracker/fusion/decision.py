@@ -134,6 +134,12 @@ class Verifier:
                             candidates, best)
         unsure = base_score is not None and base_score < c.low_score
         if unsure and not confirmed and (base.appearance < c.min_appearance or base.motion < math.exp(-c.motion_gate)):
+            # The base is unsure and does not look like the target: a credible candidate that looks
+            # clearly more like it is taken even when first seen; with none, the target is absent.
+            if (best is not None and best.total >= base.total + c.switch_margin
+                    and best.appearance >= base.appearance + c.appearance_drop):
+                return Decision(best.box, True, False, "recovered", "recovered (" + ", ".join(lost_signs) + ")",
+                                candidates, best)
             return Decision(None, False, False, "absent", "absent", candidates, None)
         on_distractor = base.role == DISTRACTOR and base.identity != target_identity
         kind = "confirmed" if confirmed else "kept"
@@ -143,8 +149,9 @@ class Verifier:
 
     def _credible(self, proposal: Candidate) -> bool:
         c = self.config
-        return (proposal.grounding >= c.switch_min_score and proposal.appearance >= c.min_appearance
-                and proposal.role != DISTRACTOR)
+        # A distractor's identity is no veto: identities of look-alikes swap when they cross; the
+        # distractor term of the score and the takeover rule weigh them instead.
+        return proposal.grounding >= c.switch_min_score and proposal.appearance >= c.min_appearance
 
     def _takeover(self, base: Candidate, proposals: list[Candidate], target_identity: int | None) -> Candidate | None:
         """The target found elsewhere while the base box sits on a known distractor's identity."""

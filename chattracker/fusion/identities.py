@@ -70,7 +70,8 @@ class IdentityTracker:
         matched: dict[int, Identity] = {}
         if live and candidates:
             cost = np.array([[self._cost(c, i) for i in live] for c in candidates])
-            limit = 1.0 - self.min_iou + self.appearance_weight
+            # Overlapping boxes whose looks differ (cosine below about 0.4) are not one object.
+            limit = 1.0 - self.min_iou + 0.6 * self.appearance_weight
             _, rows, _ = lap.lapjv(cost, extend_cost=True, cost_limit=limit)
             matched = {k: live[j] for k, j in enumerate(rows) if j >= 0}
         kept = []

@@ -98,6 +98,14 @@ def test_vot_toolkit_runs_chattracker_over_trax(shared_data: Path, tmp_path: Pat
         ours = np.loadtxt(out / "boxes.txt", delimiter=",")
         assert ours.shape == (FRAMES, 4)
         np.testing.assert_array_equal(np.asarray(recorded[1:]), ours[1:])
+        (tmp_path / "scored").mkdir(exist_ok=True)
+        shutil.copy(out / "boxes.txt", tmp_path / "scored" / f"{sequence.name}.txt")
+
+    scored = subprocess.run([str(BIN / "chattracker"), "score", "--benchmark", "vot", "--annotations",
+                             str(workspace / "sequences"), "--results", str(tmp_path / "scored"), "--json"],
+                            capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    assert json.loads(scored.stdout)["num_sequences"] == 2
 
     analysed = _toolkit("analysis", "--workspace", str(workspace), "--format", "json", "--name", "check",
                         f"ChatTracker_{TRACKER}", cwd=tmp_path)

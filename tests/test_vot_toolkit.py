@@ -124,3 +124,37 @@ def test_trax_command_refuses_an_unknown_tracker_before_the_handshake() -> None:
     assert failed.returncode == 2
     assert failed.stderr.startswith("chattracker: error: unknown tracker 'no_such_tracker'")
     assert "@@TRAX" not in failed.stdout
+
+
+def test_enhanced_tracker_over_trax_reuses_the_rpo_cache_that_eval_filled(shared_data: Path, weights_env: Path,
+                                                                        tmp_path: Path) -> None:
+    """The first-frame description step inside the toolkit's timeout: ``chattracker eval`` on the same
+    sequences fills the RPO cache, and the TraX server's initialisation finds its entry (no new RPO run)."""
+    workspace = build_workspace(tmp_path, shared_data)
+    (workspace / "sequences" / "list.txt").write_text("Crossing\n")
+    shutil.rmtree(workspace / "sequences" / "bag")
+    cache = tmp_path / "rpo-cache"
+    config = tmp_path / "enhanced.yaml"
+    config.write_text((Path(__file__).parents[1] / "configs" / "chattracker.yaml").read_text()
+                      + f"  cache_dir: {cache}\n")
+    (workspace / "trackers.ini").write_text(
+        "[ChatTracker_enhanced]\nprotocol = trax\n"
+        f"command = {BIN / 'chattracker'} -v trax --config {config} --log {tmp_path / 'server.log'}\n"
+        "timeout = 120\n")
+    results = tmp_path / "eval"
+    ran = subprocess.run([str(BIN / "chattracker"), "eval", "--dataset", "vot", "--root", str(workspace / "sequences"),
+                          "--tracker", str(config), "--results", str(results), "--no-progress"],
+                         capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    cached = sorted(cache.glob("*.json"))
+    assert len(cached) == 1
+    evaluated = _toolkit("evaluate", "--workspace", str(workspace), "ChatTracker_enhanced", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    assert sorted(cache.glob("*.json")) == cached  # same key: the server reused the description
+    assert f"RPO cache hit {cached[0].stem}" in (tmp_path / "server.log").read_text()
+    recorded = read_vot_trajectory(workspace / "results" / "ChatTracker_enhanced" / "baseline" / "Crossing" /
+                                   "Crossing_001.txt")
+    ours = np.loadtxt(results / "Crossing.txt", delimiter=",")
+    assert len(recorded) == FRAMES and recorded[0] == [1.0]
+    # TraX carries rectangles as 32-bit floats
+    np.testing.assert_allclose(np.asarray(recorded[1:]), ours[1:], rtol=0, atol=1e-4)

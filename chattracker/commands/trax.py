@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import sys
 
 
@@ -17,6 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt)")
     parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
     parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
+    parser.add_argument("--log", help="also write ChatTracker's log to this file (the toolkit keeps a tracker's "
+                                      "output only in debug mode); -v / -vv set the level")
     parser.add_argument("--trax-log", help="file for libtrax's protocol log (debugging an integration)")
     parser.set_defaults(func=run)
 
@@ -25,6 +28,10 @@ def run(args: argparse.Namespace) -> int:
     from chattracker.commands.track import build_from_args
     from chattracker.toolkits.trax_server import serve
 
+    if args.log:
+        handler = logging.FileHandler(args.log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
     tracker = build_from_args(args)  # a bad name or config fails here, before the handshake
     # stdout carries the protocol: anything Python prints goes to stderr (the toolkit's tracker log).
     with contextlib.redirect_stdout(sys.stderr):

@@ -8,12 +8,14 @@ rectangle (0, 0, 0, 0) with confidence 0, how VOT long-term analyses read absenc
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
 import cv2
 import numpy as np
 
+from chattracker.errors import InputError
 from chattracker.types import Box, Frame, Tracker
 from chattracker.video import read_image
 
@@ -33,7 +35,7 @@ def region_to_box(region: Any) -> Box:
         x1, y1 = points.min(axis=0)
         x2, y2 = points.max(axis=0)
         return Box.from_xyxy(x1, y1, x2, y2)
-    raise ValueError(f"TraX region of type {region.type!r} is not supported (rectangle or polygon only)")
+    raise InputError(f"TraX region of type {region.type!r} is not supported (rectangle or polygon only)")
 
 
 def image_to_frame(image: Any) -> Frame:
@@ -49,11 +51,17 @@ def image_to_frame(image: Any) -> Frame:
             array = (array / 256).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(array, 3, axis=2) if array.shape[2] == 1 else array)
     if kind == Image.BUFFER:
-        decoded = cv2.imdecode(np.frombuffer(image.buffer(), dtype=np.uint8), cv2.IMREAD_COLOR)
+        # OpenCV logs its own complaint about a broken buffer; the error below says it once.
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            decoded = cv2.imdecode(np.frombuffer(image.buffer(), dtype=np.uint8), cv2.IMREAD_COLOR)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if decoded is None:
-            raise ValueError("TraX image buffer is not a decodable JPEG/PNG")
+            raise InputError("TraX image buffer is not a decodable JPEG/PNG")
         return cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB)
-    raise ValueError(f"TraX image of type {kind!r} is not supported")
+    raise InputError(f"TraX image of type {kind!r} is not supported")
 
 
 def serve(tracker: Tracker, name: str = "ChatTracker", log: str | bool = False) -> int:
@@ -61,28 +69,38 @@ def serve(tracker: Tracker, name: str = "ChatTracker", log: str | bool = False) 
     from trax import Image, Region, Server, TraxStatus
     from trax.region import Rectangle
 
+    server = Server([Region.RECTANGLE, Region.POLYGON], [Image.PATH, Image.MEMORY, Image.BUFFER],
+                    tracker_name=name, tracker_family="chattracker", log=log)
     sequences = 0
-    last: Box | None = None
-    with Server([Region.RECTANGLE, Region.POLYGON], [Image.PATH, Image.MEMORY, Image.BUFFER],
-                tracker_name=name, tracker_family="chattracker", log=log) as server:
+    try:
         while True:
             request = server.wait()
             if request.type == TraxStatus.QUIT:
                 break
-            frame = image_to_frame(request.image["color"])
-            if request.type == TraxStatus.INITIALIZE:
-                if len(request.objects) != 1:
-                    raise ValueError(f"single-target tracker: got {len(request.objects)} objects to initialise")
-                region, properties = request.objects[0]
-                last = region_to_box(region)
-                tracker.initialize(frame, last, properties.get(TEXT_PROPERTY) or None)
-                sequences += 1
-                reply, confidence = last, 1.0
-            else:
-                result = tracker.track(frame)
-                reply = result.box if result.box is not None and result.box.is_valid() else None
-                confidence = 0.0 if reply is None else (1.0 if result.score is None else float(result.score))
+            reply, confidence = _answer(tracker, request, TraxStatus.INITIALIZE)
+            sequences += request.type == TraxStatus.INITIALIZE
             rectangle = Rectangle.create(*(reply.to_list() if reply is not None else (0.0, 0.0, 0.0, 0.0)))
             server.status([(rectangle, {"confidence": f"{confidence:.6f}"})])
+    except BaseException as error:
+        # Tell the client why before leaving (the toolkit shows the reason); the CLI prints one line.
+        with contextlib.suppress(Exception):  # a client already gone must not hide the error itself
+            server.quit(reason=f"{type(error).__name__}: {error}"[:500])
+        raise
+    server.quit()
     return sequences
 
+
+def _answer(tracker: Tracker, request: Any, initialize: Any) -> tuple[Box | None, float]:
+    """The box (None: target absent) and confidence for one INITIALIZE or FRAME request."""
+    frame = image_to_frame(request.image["color"])
+    if request.type == initialize:
+        if len(request.objects) != 1:
+            raise InputError(f"single-target tracker: got {len(request.objects)} objects to initialise")
+        region, properties = request.objects[0]
+        box = region_to_box(region)
+        tracker.initialize(frame, box, properties.get(TEXT_PROPERTY) or None)
+        return box, 1.0
+    result = tracker.track(frame)
+    if result.box is None or not result.box.is_valid():
+        return None, 0.0
+    return result.box, 1.0 if result.score is None else float(result.score)

@@ -3,10 +3,11 @@ submissions that pass the format checks (and catching the usual mistakes), scori
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from chattracker_eval.submission import check_submission
 
 pytestmark = [pytest.mark.shared]
 
-BIN = Path(sys.executable).parent
 FRAMES = {"Crossing": 22, "Deer": 18}
 
 
@@ -65,7 +65,11 @@ def got10k_root(shared_data: Path, tmp_path: Path) -> Path:
 
 
 def chattracker(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "chattracker"), *args], capture_output=True, text=True, timeout=600)
+    """The CLI in this process (a subprocess per call costs seconds of imports), output captured."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli_main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def test_got10k_loads_runs_and_packs_a_submission_that_passes_the_checks(got10k_root: Path, tmp_path: Path) -> None:

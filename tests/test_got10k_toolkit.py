@@ -4,10 +4,10 @@ result files; the one protocol difference (repair of empty result rows) is shown
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +18,11 @@ pytest.importorskip("got10k")
 from got10k.datasets.otb import OTB  # noqa: E402
 from got10k.experiments import ExperimentOTB  # noqa: E402
 
+from chattracker.cli import main as cli_main  # noqa: E402
 from chattracker.toolkits.got10k import Got10kTracker  # noqa: E402
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
 
-BIN = Path(sys.executable).parent
 # name in OTB-100 -> (folder under ../shared/data, ground-truth file)
 SEQUENCES = {
     "Crossing": ("otb_crossing/Crossing", "groundtruth_rect.txt"),
@@ -44,11 +44,13 @@ def build_otb_root(root: Path, data: Path) -> Path:
 
 
 def score(annotations: Path, results: Path, protocol: str = "official") -> dict:
-    done = subprocess.run([str(BIN / "chattracker"), "score", "--benchmark", "otb", "--annotations", str(annotations),
-                           "--results", str(results), "--protocol", protocol, "--json"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    """``chattracker score --json`` (run in this process)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli_main(["score", "--benchmark", "otb", "--annotations", str(annotations), "--results", str(results),
+                         "--protocol", protocol, "--json"])
+    assert code == 0
+    return json.loads(out.getvalue())
 
 
 def test_experiment_otb_runs_our_tracker_and_agrees_with_score(shared_data: Path, tmp_path: Path,

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from chattracker.cli import main as cli_main
 from chattracker_eval.datasets import load_dataset
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
@@ -78,7 +79,7 @@ def read_vot_trajectory(path: Path) -> list[list[float]]:
     return [[float(v) for v in line.split(",")] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_vot_toolkit_runs_chattracker_over_trax(shared_data: Path, tmp_path: Path) -> None:
+def test_vot_toolkit_runs_chattracker_over_trax(shared_data: Path, tmp_path: Path, capsys) -> None:
     workspace = build_workspace(tmp_path, shared_data)
     evaluated = _toolkit("evaluate", "--workspace", str(workspace), f"ChatTracker_{TRACKER}", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
@@ -91,21 +92,18 @@ def test_vot_toolkit_runs_chattracker_over_trax(shared_data: Path, tmp_path: Pat
         assert recorded[0] == [1.0]  # the toolkit's initialisation marker
         out = tmp_path / f"track_{sequence.name}"
         box = ",".join(repr(float(v)) for v in sequence.init_box)
-        tracked = subprocess.run([str(BIN / "chattracker"), "track", str(workspace / "sequences" / sequence.name / "color"),
-                                  "--box", box, "--tracker", TRACKER, "--no-video", "--no-progress", "--out", str(out)],
-                                 capture_output=True, text=True, timeout=300)
-        assert tracked.returncode == 0, tracked.stderr
+        assert cli_main(["track", str(workspace / "sequences" / sequence.name / "color"), "--box", box,
+                         "--tracker", TRACKER, "--no-video", "--no-progress", "--out", str(out)]) == 0
         ours = np.loadtxt(out / "boxes.txt", delimiter=",")
         assert ours.shape == (FRAMES, 4)
         np.testing.assert_array_equal(np.asarray(recorded[1:]), ours[1:])
         (tmp_path / "scored").mkdir(exist_ok=True)
         shutil.copy(out / "boxes.txt", tmp_path / "scored" / f"{sequence.name}.txt")
 
-    scored = subprocess.run([str(BIN / "chattracker"), "score", "--benchmark", "vot", "--annotations",
-                             str(workspace / "sequences"), "--results", str(tmp_path / "scored"), "--json"],
-                            capture_output=True, text=True, timeout=300)
-    assert scored.returncode == 0, scored.stderr
-    assert json.loads(scored.stdout)["num_sequences"] == 2
+    capsys.readouterr()
+    assert cli_main(["score", "--benchmark", "vot", "--annotations", str(workspace / "sequences"), "--results",
+                     str(tmp_path / "scored"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["num_sequences"] == 2
 
     analysed = _toolkit("analysis", "--workspace", str(workspace), "--format", "json", "--name", "check",
                         f"ChatTracker_{TRACKER}", cwd=tmp_path)
@@ -142,10 +140,8 @@ def test_enhanced_tracker_over_trax_reuses_the_rpo_cache_that_eval_filled(shared
         f"command = {BIN / 'chattracker'} -v trax --config {config} --log {tmp_path / 'server.log'}\n"
         "timeout = 120\n")
     results = tmp_path / "eval"
-    ran = subprocess.run([str(BIN / "chattracker"), "eval", "--dataset", "vot", "--root", str(workspace / "sequences"),
-                          "--tracker", str(config), "--results", str(results), "--no-progress"],
-                         capture_output=True, text=True, timeout=600)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert cli_main(["eval", "--dataset", "vot", "--root", str(workspace / "sequences"), "--tracker", str(config),
+                     "--results", str(results), "--no-progress"]) == 0
     cached = sorted(cache.glob("*.json"))
     assert len(cached) == 1
     evaluated = _toolkit("evaluate", "--workspace", str(workspace), "ChatTracker_enhanced", cwd=tmp_path)

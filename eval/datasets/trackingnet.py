@@ -8,6 +8,7 @@ split loads with NaN rows after the first box and one row per image; it is packe
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,8 @@ from chattracker.video import list_images
 from chattracker_eval.datasets.base import DATASETS, Benchmark, Sequence, SequenceList, image_lister
 from chattracker_eval.datasets.got10k import padded_ground_truth
 from chattracker_eval.textfile import read_boxes
+
+logger = logging.getLogger(__name__)
 
 
 def split_folder(root: Path) -> Path:
@@ -36,6 +39,9 @@ def load_trackingnet(root: Path) -> Benchmark:
         frames = folder / "frames" / path.stem
         if len(boxes) == 1 and frames.is_dir():
             boxes = padded_ground_truth(boxes, len(list_images(frames)))
+        elif len(boxes) == 1:
+            logger.warning("trackingnet: %s has its first box only and no frames/%s/ to count its frames",
+                           path.stem, path.stem)
         lister = image_lister(frames) if frames.is_dir() else None
         sequences.append(Sequence(path.stem, boxes, np.zeros(len(boxes), dtype=bool), "trackingnet", "", {}, lister))
     if not sequences:

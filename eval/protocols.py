@@ -154,7 +154,8 @@ class PytrackingProtocol:
         pred = pred[:, :4].copy()
         if np.isnan(pred).any() or (pred[:, 2:] < 0).any():
             raise ResultError("has NaN or negative sizes, which pytracking refuses ('Invalid results')")
-        if np.isnan(gt).any():
+        if np.isnan(gt).any() and self.dataset != "uav":
+            # pytracking lets NaN rows through for UAV123 only (there they mark absent frames, invalid here).
             raise ResultError("the ground truth has NaN values")
         zero = (pred[:, 2:] == 0).any(axis=1)
         zero[0] = False
@@ -213,6 +214,11 @@ PYTRACKING_SETTINGS = {
     "tnl2k": ("tnl2k", False),
     "otb99_lang": ("otb", False),
     "otb": ("otb", False),
+    "uav123": ("uav", False),
+    "uav123_10fps": ("uav", False),
+    "uav20l": ("uav", False),
+    "got10k": ("got10k", False),
+    "trackingnet": ("trackingnet", False),
 }
 
 PROTOCOL_NAMES = ("official", "pytracking")

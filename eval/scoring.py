@@ -108,6 +108,9 @@ def score_boxes(benchmark: Benchmark, results: dict[str, np.ndarray], protocol_n
             missing.append(sequence.name)
             continue
         rows = np.asarray(results[sequence.name], dtype=np.float64)
+        if len(sequence) > 1 and np.isnan(sequence.ground_truth[1:]).all():
+            raise InputError(f"{benchmark.name} sequence {sequence.name} has no ground truth after its first box "
+                             "(a test split): pack the results for the evaluation server (`chattracker pack`)")
         where = str(sources.get(sequence.name, f"{label}: {sequence.name}"))
         if len(rows) == 0:
             if isinstance(protocol, OfficialProtocol):

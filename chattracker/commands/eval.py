@@ -11,7 +11,7 @@ from chattracker.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-DATASET_HELP = "lasot, lasot_ext, tnl2k, otb, otb99_lang, vot, folder"
+DATASET_HELP = "lasot, lasot_ext, tnl2k, otb, otb99_lang, vot, folder, got10k, trackingnet, uav123, uav123_10fps, uav20l"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

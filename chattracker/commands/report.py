@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Writes report.md, report.csv, success.png, precision.png, norm_precision.png and, when the "
                     "benchmark has attributes, attributes/<ATTR>_<plot>.png into --out. Every table and plot names "
                     "the protocol and the number of sequences.")
-    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS + ("vot", "folder"))
+    parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     parser.add_argument("--annotations", required=True, help="dataset root or official toolkit annotation folder")
     parser.add_argument("--results", required=True, action="append", help="folder of <seq>.txt files (repeatable)")
     parser.add_argument("--names", nargs="+", help="display names, one per --results (default: folder names)")

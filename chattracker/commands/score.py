@@ -7,7 +7,9 @@ import json
 
 from chattracker_eval.protocols import PROTOCOL_NAMES
 
-BENCHMARKS = ("lasot", "lasot_ext", "tnl2k", "otb99_lang", "otb")
+# Every dataset with ground truth (GOT-10k and TrackingNet: their val/train splits; test splits are packed).
+BENCHMARKS = ("lasot", "lasot_ext", "tnl2k", "otb99_lang", "otb", "vot", "folder", "got10k", "trackingnet", "uav123",
+              "uav123_10fps", "uav20l")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -113,8 +113,8 @@ class Benchmark:
 DatasetLoader = Callable[..., Benchmark]
 DATASETS: Registry[Benchmark] = Registry("dataset", builtin_modules=(
     "chattracker_eval.datasets.lasot", "chattracker_eval.datasets.tnl2k", "chattracker_eval.datasets.otb",
-    "chattracker_eval.datasets.vot", "chattracker_eval.datasets.folder",
-    "chattracker_eval.datasets.development",
+    "chattracker_eval.datasets.vot", "chattracker_eval.datasets.folder", "chattracker_eval.datasets.got10k",
+    "chattracker_eval.datasets.trackingnet", "chattracker_eval.datasets.uav123", "chattracker_eval.datasets.development",
 ))
 
 

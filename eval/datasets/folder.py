@@ -1,8 +1,8 @@
 """Any folder of frames with a ``groundtruth.txt``: one sequence, or a parent of several.
 
 Frames are looked for in ``img/``, ``imgs/``, ``color/`` or the folder itself (natural sort, image
-files only). ``language.txt``/``nlp.txt`` give the sentence and ``absent.txt`` absent flags, when present; a
-``NaN`` ground-truth row (UAV123) is an absent frame too.
+files only). ``language.txt``/``nlp.txt`` give the sentence and ``absent.txt`` absent flags, when present;
+a ground-truth row of NaN (the UAV123 convention, kept in ``sot_dev``) is an absent frame too.
 """
 
 from __future__ import annotations
@@ -42,14 +42,16 @@ def folder_language(folder: Path) -> str:
     return ""
 
 
+def nan_rows_absent(boxes: np.ndarray) -> np.ndarray:
+    """A ground-truth row with NaN marks a frame without the target (UAV123's convention)."""
+    return np.isnan(boxes).any(axis=1)
+
+
 def folder_sequence(folder: Path, boxes: np.ndarray, dataset: str) -> Sequence:
     absent_file = folder / "absent.txt"
+    absent = nan_rows_absent(boxes)
     if absent_file.is_file():
-        absent = check_absent_length(folder.name, read_flags(absent_file), len(boxes))
-    else:
-        absent = np.zeros(len(boxes), dtype=bool)
-    # UAV123's convention: a NaN row is a frame where the target is fully occluded or out of view.
-    absent = absent | np.isnan(np.asarray(boxes, dtype=float)).any(axis=1)
+        absent |= check_absent_length(folder.name, read_flags(absent_file), len(boxes))
     return Sequence(folder.name, boxes, absent, dataset, folder_language(folder), {},
                     image_lister(frames_folder(folder)))
 

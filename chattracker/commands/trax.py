@@ -1,0 +1,39 @@
+"""`chattracker trax`: serve a tracker over the TraX protocol, so the VOT toolkit runs it unchanged."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "trax", help="serve a tracker to the VOT toolkit over the TraX protocol",
+        description="Speaks TraX on stdin/stdout (or the socket in $TRAX_SOCKET) until the client quits. Put it in "
+                    "the toolkit's trackers.ini as `command = chattracker trax --config FILE` with protocol = trax. "
+                    "The tracker is built once; every initialisation request starts a new sequence.")
+    parser.add_argument("--tracker", default="auto",
+                        help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt)")
+    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
+    parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
+    parser.add_argument("--log", help="also write ChatTracker's log to this file (the toolkit keeps a tracker's "
+                                      "output only in debug mode); -v / -vv set the level")
+    parser.add_argument("--trax-log", help="file for libtrax's protocol log (debugging an integration)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from chattracker.commands.track import build_from_args
+    from chattracker.toolkits.trax_server import serve
+
+    if args.log:
+        handler = logging.FileHandler(args.log, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logging.getLogger().addHandler(handler)
+    tracker = build_from_args(args)  # a bad name or config fails here, before the handshake
+    # stdout carries the protocol: anything Python prints goes to stderr (the toolkit's tracker log).
+    with contextlib.redirect_stdout(sys.stderr):
+        serve(tracker, name=f"ChatTracker {tracker.name}", log=args.trax_log or False)
+    return 0

@@ -27,7 +27,7 @@ from chattracker.fusion.identities import IdentityTracker
 from chattracker.fusion.motion import BoxKalman
 from chattracker.fusion.schedule import GroundingSchedule
 from chattracker.fusion.scoring import score_candidates
-from chattracker.fusion.semantic import GroundedFrame, ground, search_region
+from chattracker.fusion.semantic import GroundedFrame, ground, merge_grounded, search_region
 from chattracker.types import Box, Description, Frame, Tracker, TrackResult
 
 logger = logging.getLogger(__name__)
@@ -55,6 +55,7 @@ class FusionConfig:
     ground_cooldown: int = 3  # smallest gap between rounds pulled forward by a trigger
     region: str = "search"  # ground on an enlarged search region or the whole frame
     search_scale: float = 2.0
+    frame_every: int = 0  # every K-th round also grounds the whole frame (0: never); always while lost
     min_region: float = 128.0
     proposal_min_score: float = 0.2
     max_proposals: int = 6  # foreground proposals a round weighs besides the base box (best-scored)
@@ -77,8 +78,8 @@ class FusionConfig:
     # factor of the template's (a scale change, not an occlusion or a deformation)
     reinit_size: str = "memory"  # a recovery re-initialises with the remembered size, or the "proposal"'s
     refresh_box: str = "base"  # re-initialise on the base box or on the confirming proposal
-    redescribe: bool = False  # run RPO again on the frame of a recovery
-    redescribe_gap: int = 150
+    redescribe: bool = True  # run RPO again after a recovery, and when a new look-alike appears near the target
+    redescribe_gap: int = 150  # frames between two re-descriptions at least
     max_foreground: int = 3  # descriptions kept (the first one always)
     verification: VerificationConfig = field(default_factory=VerificationConfig)
 
@@ -166,6 +167,9 @@ class ChatTracker:
         self._redetector: Any = None
         self.redetector: Any = None
         self._suspect = False
+        self._graded = True
+        self._all_descriptions: list[Description] = []
+        self._description_frames: list[tuple[int, str]] = []
         self.embedder: Any = None
         self.identities = IdentityTracker()
         self.memory = AppearanceMemory(self.embedder, self.config.memory_size)
@@ -186,6 +190,8 @@ class ChatTracker:
         self.base.initialize(frame, box, text)
         self.frame_index = 0
         self.descriptions = [self._describe(frame, box, text)]
+        self._all_descriptions = list(self.descriptions)
+        self._description_frames = [(1, "the first frame")]
         self.embedder = self._embedder_for(self.descriptions[0])
         self.memory = AppearanceMemory(self.embedder, self.config.memory_size)
         self.memory.add(frame, box)
@@ -256,7 +262,7 @@ class ChatTracker:
         self._absent = decision.box is None
         base = decision.candidates[0] if decision.candidates else None
         # The next round searches the whole frame when the kept base box sits on a distractor, or
-        # looks unfamiliar while its score says nothing about confidence (a success flag).
+        # looks unfamiliar while its score says nothing of its confidence (a success flag).
         kept = base is not None and decision.box is base_box
         self._suspect = kept and (decision.chosen is not base or (
             not self._graded and base.appearance < self.config.verification.min_appearance))
@@ -337,6 +343,12 @@ class ChatTracker:
         foreground, background = self._phrases()
         start = time.perf_counter()
         grounded = ground(self.grounder, frame, foreground, background, region, self.config.proposal_min_score)
+        every = self.config.frame_every
+        if region is not None and (self._suspect or (every > 0 and self.grounding_rounds % every == every - 1)):
+            # The whole frame too, now and then and while the target seems lost: a look-alike that
+            # took the base box away leaves the target outside the search region.
+            wide = ground(self.grounder, frame, foreground, background, None, self.config.proposal_min_score)
+            grounded = merge_grounded(grounded, wide)
         self.grounding_seconds += time.perf_counter() - start
         self.grounding_rounds += 1
         return grounded
@@ -391,8 +403,11 @@ class ChatTracker:
             self._template = decision.box
             self.events.append({"frame": self.frame_index + 1, "event": "reinitialize", "box": decision.box.to_list(),
                                 "reason": decision.reason})
-            if self.config.redescribe and self.frame_index - self._last_redescribe >= self.config.redescribe_gap:
-                self._redescribe(frame, decision.box)
+            if self._may_redescribe():
+                self._redescribe(frame, decision.box, "after a recovery: the target may look different now")
+            return
+        if self._may_redescribe() and self._new_lookalike(decision):
+            self._redescribe(frame, decision.box, "a new look-alike appeared near the target")
             return
         base = decision.candidates[0] if decision.candidates else None
         if (decision.confirmed and base is not None and decision.chosen is base
@@ -429,7 +444,20 @@ class ChatTracker:
         return (max(scale, 1.0 / max(scale, 1e-6)) >= self.config.refresh_scale
                 and max(aspect, 1.0 / max(aspect, 1e-6)) <= self.config.refresh_aspect)
 
-    def _redescribe(self, frame: Frame, box: Box) -> None:
+    def _may_redescribe(self) -> bool:
+        return self.config.redescribe and self.frame_index - self._last_redescribe >= self.config.redescribe_gap
+
+    def _new_lookalike(self, decision: Decision) -> bool:
+        """A detected object first seen this round near the kept target that looks like it: the
+        description written without it may not tell the two apart."""
+        if decision.chosen is None or decision.chosen is not decision.candidates[0]:
+            return False
+        near = decision.chosen.box.scaled(3.0)
+        return any(c.role == "new" and c.source not in ("base", "redetect") and c.embedding is not None
+                   and c.appearance >= self.config.verification.min_appearance and c.box.iou(near) > 0
+                   for c in decision.candidates[1:])
+
+    def _redescribe(self, frame: Frame, box: Box, why: str) -> None:
         self._last_redescribe = self.frame_index
         try:
             description = self._describe(frame, box, self._text)
@@ -437,12 +465,18 @@ class ChatTracker:
             logger.warning("re-description at frame %d failed: %s", self.frame_index + 1, error)
             return
         self.descriptions.append(description)
+        self._all_descriptions.append(description)
         if len(self.descriptions) > self.config.max_foreground:
             del self.descriptions[1]  # keep the first-frame description and the newest ones
-        self.events.append({"frame": self.frame_index + 1, "event": "redescribe", "foreground": description.foreground})
+        self._description_frames.append((self.frame_index + 1, why))
+        self.events.append({"frame": self.frame_index + 1, "event": "redescribe", "foreground": description.foreground,
+                            "background": description.background, "why": why})
 
     def description_log(self) -> list[dict[str, Any]]:
-        return [{"foreground": d.foreground, "background": d.background} for d in self.descriptions]
+        """Every description made for this sequence, with its frame and why it was made (including
+        those no longer in use)."""
+        return [{"frame": frame, "why": why, "foreground": d.foreground, "background": d.background}
+                for (frame, why), d in zip(self._description_frames, self._all_descriptions)]
 
     def _text_lines(self) -> list[str]:
         lines = [f"fg: {d.foreground}" for d in self.descriptions]

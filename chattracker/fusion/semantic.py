@@ -17,6 +17,9 @@ from chattracker.grounding.base import Grounder
 from chattracker.types import Box, Frame, Proposals
 
 
+BACKGROUND_MARGIN = 0.2  # how much better a box must fit a background phrase to count against it
+
+
 @dataclass
 class GroundedFrame:
     """Foreground and background proposals of one grounding round (frame coordinates)."""
@@ -53,7 +56,20 @@ def ground(grounder: Grounder, frame: Frame, foreground: Sequence[str], backgrou
         b = proposals.box(i)
         entry = (Box(b.x + x1, b.y + y1, b.w, b.h), score, proposals.labels[i])
         (fg if proposals.labels[i] in fg_set else bg).append(entry)
-    # A box that both kinds of phrase found (same COCO class, say) is the same object, not
-    # evidence against the foreground: keep it only as foreground.
-    bg = [entry for entry in bg if all(entry[0].iou(f[0]) < 0.9 for f in fg)]
+    # A box that both kinds of phrase found (same COCO class, say) is one object: it is background
+    # evidence only when it fits the background's words clearly better ("the other airplane, parked
+    # on the right") than the foreground's.
+    bg = [entry for entry in bg
+          if all(entry[0].iou(f[0]) < 0.9 or entry[1] >= f[1] + BACKGROUND_MARGIN for f in fg)]
     return GroundedFrame(fg, bg, Box(float(x1), float(y1), float(x2 - x1), float(y2 - y1)))
+
+
+def merge_grounded(local: GroundedFrame, wide: GroundedFrame) -> GroundedFrame:
+    """``local``'s proposals plus those of ``wide`` (a whole-frame round) that ``local`` lacks; the
+    zoomed local ones are kept where both found an object (their boxes are finer)."""
+
+    def extra(mine, theirs):
+        return [entry for entry in theirs if all(entry[0].iou(other[0]) < 0.5 for other in mine)]
+
+    return GroundedFrame(local.foreground + extra(local.foreground, wide.foreground),
+                         local.background + extra(local.background, wide.background), wide.region)

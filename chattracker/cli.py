@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
 
 from chattracker.errors import ChatTrackerError
@@ -39,19 +40,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """``[Errno 13] Permission denied: 'x'`` -> ``cannot write x: permission denied`` style, one line."""
+    reason = (error.strerror or type(error).__name__).lower() if error.strerror else str(error)
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks remove staging folders."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args) or 0)
     except ChatTrackerError as error:
         print(f"chattracker: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a filesystem or network fault the command did not foresee: still one line
+        print(f"chattracker: error: {describe_os_error(error)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("chattracker: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("chattracker: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from chattracker.commands.track import _publish, resolve_auto_tracker
+from chattracker.commands.track import resolve_auto_tracker
 from chattracker.config import TrackerConfig
 from chattracker.demo_scene import DemoScene
+from chattracker.errors import InputError
+from chattracker.outputs import publish_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.tracking import FrameRecord, run_tracker
 from chattracker.video import AnnotatedVideoWriter, Overlay
@@ -32,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.frames < 2:
+        raise InputError(f"--frames must be at least 2 (one to start on, one to track), got {args.frames}")
     scene = DemoScene(num_frames=args.frames)
     name = resolve_auto_tracker() if args.tracker == "auto" else args.tracker
     tracker = TrackerConfig(tracker=name, enhance=args.enhance, source="demo").build()
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
                    "success_rate_iou_0.5": float(np.mean(np.array(ious) > 0.5)),
                    "fps": (len(records) - 1) / max(sum(r.seconds for r in records[1:]), 1e-9)}
         write_json(staging / "track.json", {**summary, "frames_detail": [r.to_json() for r in records]})
-        written = _publish(staging, out)
+        written = publish_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"tracked {summary['frames']} frames with {tracker.name} at {summary['fps']:.0f} fps; "

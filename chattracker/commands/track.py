@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from chattracker.errors import ConfigError, InputError
+from chattracker.errors import InputError
+from chattracker.outputs import RunFolder, default_name, free_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.tracking import FrameRecord, run_tracker
 from chattracker.types import Box, Frame, Tracker
@@ -19,20 +18,24 @@ from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_
 logger = logging.getLogger(__name__)
 
 
+BOX_HELP = "initial box on the first frame as x,y,w,h (pixels); a box starting with '-' needs --box=-3,5,40,60"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "track", help="track a target through a video file or image folder",
         description="Track one target from an initial box. Writes annotated.mp4, boxes.txt (x,y,w,h per frame) "
                     "and track.json (per-frame box, score, time) into --out.")
     parser.add_argument("source", help="video file or folder of frames (natural sort)")
-    parser.add_argument("--box", required=True, help="initial box on the first frame as x,y,w,h (pixels)")
+    parser.add_argument("--box", required=True, help=BOX_HELP)
     parser.add_argument("--tracker", default="auto",
                         help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt); "
                              "see `chattracker weights` for weights")
     parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
     parser.add_argument("--text", help="natural-language description of the target")
     parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
-    parser.add_argument("--out", help="output folder (default: runs/<source name>)")
+    parser.add_argument("--out", help="output folder (default: runs/<source or sequence name>, numbered when taken)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip writing the annotated video")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,22 +82,24 @@ def run(args: argparse.Namespace) -> int:
         box = Box.parse(args.box)
     except ValueError as error:
         raise InputError(str(error)) from None
-    tracker = build_from_args(args)
     source = FrameSource(args.source)
     init_box = check_init_box(box, source.width, source.height)
-    out = Path(args.out) if args.out else Path("runs") / Path(args.source).stem
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
-        records, seconds = _track(args, tracker, source, init_box, staging)
-        written = _publish(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    tracked = max(len(records) - 1, 1)
-    fps = tracked / max(sum(r.seconds for r in records[1:]), 1e-9)
-    print(f"tracked {len(records)} frames with {tracker.name} at {fps:.1f} fps (wall {seconds:.1f}s) -> "
+    tracker = build_from_args(args)
+    out = Path(args.out) if args.out else free_folder(Path("runs"), default_name(args.source))
+    with RunFolder(out, "track.json", args.overwrite) as folder:
+        records, seconds = _track(args, tracker, source, init_box, folder.staging)
+        written = folder.publish()
+    print(f"tracked {len(records)} frames with {tracker.name} at {speed_text(records)} (wall {seconds:.1f}s) -> "
           f"{out}/ ({', '.join(written)})")
     return 0
+
+
+def speed_text(records: list[FrameRecord]) -> str:
+    """Tracking speed over the frames after the first (frame 1 is the initialisation)."""
+    seconds = sum(r.seconds for r in records[1:])
+    if len(records) < 2 or seconds <= 0:
+        return "n/a fps (only the first frame)"
+    return f"{(len(records) - 1) / seconds:.1f} fps"
 
 
 def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init_box: Box,
@@ -125,11 +130,3 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
     })
     return records, seconds
 
-
-def _publish(staging: Path, out: Path) -> list[str]:
-    """Move finished files into the output folder only once all of them exist."""
-    out.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
-    for name in names:
-        (staging / name).replace(out / name)
-    return names

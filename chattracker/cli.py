@@ -9,7 +9,7 @@ import pkgutil
 import signal
 import sys
 
-from chattracker.errors import ChatTrackerError
+from chattracker.errors import ChatTrackerError, printable
 
 # Each module in ``chattracker.commands`` defines ``register(subparsers)`` which adds its parser with
 # ``func=run``; adding a sub-command is adding a module. The main job comes first in ``--help``.
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def describe_os_error(error: OSError) -> str:
     """``[Errno 13] Permission denied: 'x'`` -> ``cannot write x: permission denied`` style, one line."""
-    reason = (error.strerror or type(error).__name__).lower() if error.strerror else str(error)
+    reason = error.strerror.lower() if error.strerror else (str(error) or type(error).__name__)
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
@@ -64,10 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ChatTrackerError as error:
-        print(f"chattracker: error: {error}", file=sys.stderr)
+        print(f"chattracker: error: {printable(error)}", file=sys.stderr)
         return 2
     except OSError as error:  # a filesystem or network fault the command did not foresee: still one line
-        print(f"chattracker: error: {describe_os_error(error)}", file=sys.stderr)
+        print(f"chattracker: error: {printable(describe_os_error(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("chattracker: interrupted", file=sys.stderr)

@@ -47,19 +47,26 @@ def read_image(path: str | os.PathLike[str]) -> Frame:
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{path} is a folder, not an image")
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise InputError(f"image {path} does not exist") from None
-    except OSError as error:
-        raise InputError(f"cannot read image {path}: {(error.strerror or str(error)).lower()}") from None
-    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
+    if not path.exists():
+        raise InputError(f"image {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # imread decodes a cut-short JPEG, imdecode refuses it
     if image is None:
         raise InputError(f"cannot read image {path}")
-    # Trailing bytes after the end marker are common (camera metadata), hence a look at the tail, not the last 2.
-    if data[:2] == b"\xff\xd8" and JPEG_END not in data[-4096:]:
+    if _cut_short_jpeg(path):
         logger.warning("image %s is cut short (no JPEG end marker): its missing part decodes as grey", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _cut_short_jpeg(path: Path) -> bool:
+    """A JPEG whose end marker is missing; bytes after the marker are common (metadata), hence a look at the tail."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(2) != b"\xff\xd8":
+                return False
+            handle.seek(max(0, path.stat().st_size - 4096))
+            return JPEG_END not in handle.read()
+    except OSError:
+        return False
 
 
 class FrameSource:

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from chattracker.cli import main
+from tests.helpers import assert_one_error_line as one_error_line
 from chattracker.outputs import RunFolder, default_name, publish_folder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,13 +39,6 @@ def frames_folder(folder: Path, sizes: list[tuple[int, int]]) -> Path:
     return folder
 
 
-def one_error_line(capsys, code: int, *expected: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("chattracker: error: "), err
-    for part in expected:
-        assert part in err, err
-    return err
 
 
 def no_leftovers(parent: Path) -> None:

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from chattracker.cli import main
+from tests.helpers import assert_one_error_line as one_error_line
 from tests.test_eval_runner import make_clips, woman  # noqa: F401  (fixture)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,13 +26,6 @@ def eval_command(root: Path, results: Path, *extra: str) -> list[str]:
             "--tracker", "kcf", "--results", str(results), "--no-progress", *extra]
 
 
-def one_error_line(capsys, code: int, *expected: str) -> str:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert len(err.splitlines()) == 1 and err.startswith("chattracker: error: "), err
-    for part in expected:
-        assert part in err, err
-    return err
 
 
 def result_names(results: Path) -> list[str]:

@@ -354,3 +354,10 @@ def test_read_only_rpo_cache_warns_and_goes_on(tmp_path, caplog, monkeypatch):
     with caplog.at_level(logging.WARNING):
         assert cache.get_or_run("key", lambda: result) is result
     assert "cannot be written" in caplog.text and "not cached" in caplog.text
+
+
+def test_demo_out_a_file_is_refused_before_rendering(tmp_path, capsys):
+    (tmp_path / "file.txt").write_text("keep")
+    code = main(["demo", "--frames", "5", "--out", str(tmp_path / "file.txt"), "--no-progress"])
+    one_error_line(capsys, code, "is a file, not a folder")
+    assert (tmp_path / "file.txt").read_text() == "keep"

@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.frames < 2:
         raise InputError(f"--frames must be at least 2 (one to start on, one to track), got {args.frames}")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
     scene = DemoScene(num_frames=args.frames)
     name = resolve_auto_tracker() if args.tracker == "auto" else args.tracker
     tracker = TrackerConfig(tracker=name, enhance=args.enhance, source="demo").build()

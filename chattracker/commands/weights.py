@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from chattracker.weights import ENV_WEIGHTS, cache_dir, download_weight, find_weight, get_weight, registered_weights
+from chattracker.errors import InputError
+from chattracker.weights import (ENV_OFFLINE, ENV_WEIGHTS, cache_dir, download_weight, find_weight, get_weight, is_offline,
+                                 registered_weights)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
         names = args.names or [w.name for w in registered_weights() if find_weight(w.name)[0] is None]
         for name in names:
             get_weight(name)
+        if names and is_offline():
+            raise InputError(f"${ENV_OFFLINE} is set, so nothing is downloaded ({', '.join(names)}); "
+                             f"unset it to download, or put the files in a folder named by ${ENV_WEIGHTS}")
         for name in names:
             print(f"{name}: {download_weight(name)}")
         if not names:

@@ -8,6 +8,7 @@ import logging
 import pkgutil
 import signal
 import sys
+import threading
 
 from chattracker.errors import ChatTrackerError, printable
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def describe_os_error(error: OSError) -> str:
-    """``[Errno 13] Permission denied: 'x'`` -> ``cannot write x: permission denied`` style, one line."""
+    """``[Errno 13] Permission denied: 'x'`` -> ``x: permission denied``: the path and the cause, one line."""
     reason = error.strerror.lower() if error.strerror else (str(error) or type(error).__name__)
     paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
     return f"{' -> '.join(paths)}: {reason}" if paths else reason
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return int(args.func(args) or 0)
     except ChatTrackerError as error:
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         print("chattracker: terminated", file=sys.stderr)
         return 143
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

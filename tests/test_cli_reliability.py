@@ -361,3 +361,19 @@ def test_demo_out_a_file_is_refused_before_rendering(tmp_path, capsys):
     code = main(["demo", "--frames", "5", "--out", str(tmp_path / "file.txt"), "--no-progress"])
     one_error_line(capsys, code, "is a file, not a folder")
     assert (tmp_path / "file.txt").read_text() == "keep"
+
+
+def test_an_unforeseen_filesystem_error_is_still_one_line(crossing, tmp_path, capsys, monkeypatch):
+    """Any OSError a command did not turn into a message itself (disk full while writing boxes.txt)."""
+    import chattracker.commands.track as track_command
+
+    def full_disk(path, boxes):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(track_command, "write_boxes", full_disk)
+    out = tmp_path / "out"
+    code = main(["track", str(crossing), "--box", "205,151,17,50", "--tracker", "kcf", "--max-frames", "3",
+                 "--out", str(out), "--no-progress"])
+    err = one_error_line(capsys, code, "boxes.txt: no space left on device")
+    assert not out.exists()
+    no_leftovers(tmp_path)

@@ -377,3 +377,17 @@ def test_an_unforeseen_filesystem_error_is_still_one_line(crossing, tmp_path, ca
     err = one_error_line(capsys, code, "boxes.txt: no space left on device")
     assert not out.exists()
     no_leftovers(tmp_path)
+
+
+def test_unwritable_rpo_cache_with_the_wrapper_warns_and_tracks(crossing, weights_env, tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file where the cache folder should be")  # unwritable even for root
+    monkeypatch.setenv("CHATTRACKER_CACHE", str(blocker))
+    out = tmp_path / "out"
+    with caplog.at_level(logging.WARNING):
+        code = main(["track", str(crossing), "--box", "205,151,17,50", "--tracker", "csrt", "--enhance", "--text",
+                     "a man crossing the street", "--max-frames", "4", "--no-video", "--out", str(out), "--no-progress"])
+    assert code == 0
+    assert "RPO cache" in caplog.text and "cannot be written" in caplog.text
+    assert len(json.loads((out / "track.json").read_text())["frames"]) == 4
+    assert blocker.read_text() == "a file where the cache folder should be"

@@ -6,9 +6,11 @@ import argparse
 import importlib
 import logging
 import pkgutil
+import signal
 import sys
+import threading
 
-from chattracker.errors import ChatTrackerError
+from chattracker.errors import ChatTrackerError, printable
 
 # Each module in ``chattracker.commands`` defines ``register(subparsers)`` which adds its parser with
 # ``func=run``; adding a sub-command is adding a module. The main job comes first in ``--help``.
@@ -39,19 +41,45 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_os_error(error: OSError) -> str:
+    """``[Errno 13] Permission denied: 'x'`` -> ``x: permission denied``: the path and the cause, one line."""
+    reason = error.strerror.lower() if error.strerror else (str(error) or type(error).__name__)
+    paths = [str(p) for p in (error.filename, error.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so ``finally`` blocks remove staging folders."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signal handlers live only there
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         return int(args.func(args) or 0)
     except ChatTrackerError as error:
-        print(f"chattracker: error: {error}", file=sys.stderr)
+        print(f"chattracker: error: {printable(error)}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a filesystem or network fault the command did not foresee: still one line
+        print(f"chattracker: error: {printable(describe_os_error(error))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("chattracker: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("chattracker: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,14 @@ A config file looks like::
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import os
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -48,6 +52,80 @@ def check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise ConfigError(f"{section}: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def check_settings(section: str, data: Mapping[str, Any] | None, target: type | Callable[..., Any]) -> dict[str, Any]:
+    """Check a settings mapping against the typed fields of a dataclass, or the typed parameters of a class's
+    ``__init__`` or a function; returns the settings with ints widened to floats where a float is declared.
+
+    Unknown keys and wrong types are one ``ConfigError`` naming ``section.key``. A bool is no number and a
+    float is no int (``retries: 2.5`` is an error, not 2); unannotated or ``Any`` parameters take anything."""
+    data = {} if data is None else data
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{section}: expected a mapping of settings, got {type(data).__name__}")
+    declared = _declared_types(target)
+    check_keys(section, dict(data), set(declared))
+    checked = {}
+    for key, value in data.items():
+        ok, converted = _conform(value, declared[key])
+        if not ok:
+            raise ConfigError(f"{section}.{key} must be {_type_text(declared[key])}, got {value!r}")
+        checked[key] = converted
+    return checked
+
+
+def _declared_types(target: type | Callable[..., Any]) -> dict[str, Any]:
+    if dataclasses.is_dataclass(target):
+        hints = typing.get_type_hints(target)
+        return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(target) if f.init}
+    function = target.__init__ if isinstance(target, type) else target
+    hints = typing.get_type_hints(function)
+    parameters = [p for p in inspect.signature(function).parameters.values()
+                  if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return {p.name: hints.get(p.name, Any) for p in parameters}
+
+
+def _conform(value: Any, expected: Any) -> tuple[bool, Any]:
+    """(fits, value as used): the few types settings have (numbers, text, paths, lists, mappings, unions)."""
+    origin = typing.get_origin(expected)
+    if expected is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(expected):
+            ok, converted = _conform(value, option)
+            if ok:
+                return True, converted
+        return False, value
+    if origin is typing.Literal:
+        return value in typing.get_args(expected), value
+    if expected is type(None):
+        return value is None, value
+    if expected is bool:
+        return isinstance(value, bool), value
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if expected is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return fits, float(value) if fits else value
+    if expected in (str, Path) or (isinstance(expected, type) and issubclass(expected, os.PathLike)):
+        return isinstance(value, str), value
+    container = origin or expected
+    if container in (dict, Mapping) or container is typing.Mapping:
+        return isinstance(value, Mapping), value
+    if container in (list, tuple, typing.Sequence):
+        return isinstance(value, (list, tuple)), value
+    return isinstance(value, container) if isinstance(container, type) else True, value
+
+
+def _type_text(expected: Any) -> str:
+    origin = typing.get_origin(expected)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_text(option) for option in typing.get_args(expected))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(v) for v in typing.get_args(expected))
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "text", Path: "a path",
+             type(None): "null", dict: "a mapping", list: "a list", tuple: "a list"}
+    return names.get(origin or expected, getattr(expected, "__name__", str(expected)))
 
 
 @dataclass

@@ -18,20 +18,29 @@ import numpy as np
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` via a temp file in the same folder and ``os.replace``."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder and ``os.replace``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # mkstemp creates 0600; results are meant to be read by other users' toolkits too.
-        os.chmod(tmp, 0o666 & ~_UMASK)
+        make_shareable(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def make_shareable(path: str | os.PathLike[str], folder: bool = False) -> None:
+    """mkstemp/mkdtemp create 0600/0700; results are meant to be read by other users' toolkits too."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_UMASK)
 
 
 def _read_umask() -> int:

@@ -18,12 +18,13 @@ import logging
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from chattracker.config import check_settings
 from chattracker.errors import ConfigError
 from chattracker.grounding.base import Grounder
 from chattracker.mllm.base import Attempt, Describer, Feedback
@@ -66,12 +67,7 @@ class RPOConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "RPOConfig":
-        data = dict(data or {})
-        allowed = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - allowed)
-        if unknown:
-            raise ConfigError(f"rpo: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        return cls(**data)
+        return cls(**check_settings("rpo", data, cls))
 
 
 @dataclass
@@ -366,12 +362,17 @@ class RPOCache:
             if data.get("key") != key:
                 raise ValueError(f"stored key {data.get('key')!r} differs")
             return RPOResult.from_json(data["result"])
-        except (ValueError, KeyError, TypeError) as error:
+        except (OSError, ValueError, KeyError, TypeError) as error:
             logger.warning("RPO cache file %s is unreadable (%s); running RPO again", path, error)
             return None
 
     def put(self, key: str, result: RPOResult) -> None:
-        write_json(self.path(key), {"key": key, "result": result.to_json()})
+        """Store a result; a cache that cannot be written costs only a rerun later, so it warns and goes on."""
+        try:
+            write_json(self.path(key), {"key": key, "result": result.to_json()})
+        except OSError as error:
+            logger.warning("RPO cache %s cannot be written (%s); the result is not cached", self.folder,
+                           (error.strerror or str(error)).lower())
 
     def get_or_run(self, key: str, fn: Callable[[], RPOResult]) -> RPOResult:
         cached = self.get(key)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from chattracker.errors import InputError
+from chattracker.results import make_shareable
 from chattracker.types import Box, Frame
 
 logger = logging.getLogger(__name__)
@@ -36,12 +37,36 @@ def list_images(folder: str | os.PathLike[str]) -> list[Path]:
     return sorted(files, key=lambda p: natural_key(p.name))
 
 
+JPEG_END = b"\xff\xd9"
+
+
 def read_image(path: str | os.PathLike[str]) -> Frame:
-    """Read one image as RGB uint8; unreadable files raise ``InputError`` naming the file."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Read one image as RGB uint8; unreadable files raise ``InputError`` naming the file.
+
+    A JPEG cut short still decodes (its lower part grey), so it is used with a warning."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder, not an image")
+    if not path.exists():
+        raise InputError(f"image {path} does not exist")
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)  # imread decodes a cut-short JPEG, imdecode refuses it
     if image is None:
         raise InputError(f"cannot read image {path}")
+    if _cut_short_jpeg(path):
+        logger.warning("image %s is cut short (no JPEG end marker): its missing part decodes as grey", path)
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _cut_short_jpeg(path: Path) -> bool:
+    """A JPEG whose end marker is missing; bytes after the marker are common (metadata), hence a look at the tail."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(2) != b"\xff\xd8":
+                return False
+            handle.seek(max(0, path.stat().st_size - 4096))
+            return JPEG_END not in handle.read()
+    except OSError:
+        return False
 
 
 class FrameSource:
@@ -75,8 +100,14 @@ class FrameSource:
 
     def __iter__(self) -> Iterator[Frame]:
         if self.is_folder:
-            for file in self.files:
-                yield read_image(file)
+            for index, file in enumerate(self.files):
+                frame = read_image(file)
+                if frame.shape[:2] != (self.height, self.width):
+                    # boxes would continue in the other size's pixels and the video writer drops such frames
+                    raise InputError(f"frame {index + 1} ({file.name}) is {frame.shape[1]}x{frame.shape[0]} but the "
+                                     f"first frame is {self.width}x{self.height}: all frames of {self.path} must "
+                                     "have one size")
+                yield frame
             return
         capture = cv2.VideoCapture(str(self.path))
         try:
@@ -89,6 +120,9 @@ class FrameSource:
                 yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
             if index == 0:
                 raise InputError(f"cannot read video {self.path}")
+            if self.num_frames is not None and index < self.num_frames:
+                logger.warning("video %s ended after %d of the %d frames its header announces (truncated?)",
+                               self.path, index, self.num_frames)
         finally:
             capture.release()
 
@@ -99,10 +133,15 @@ def check_init_box(box: Box, width: int, height: int) -> Box:
         raise InputError(f"initial box {box.to_list()} has non-finite values")
     if box.w <= 0 or box.h <= 0:
         raise InputError(f"initial box {box.to_list()} has zero or negative size; give x,y,w,h with w,h > 0")
-    clipped = box.clip(width, height)
-    if clipped.w < 1 or clipped.h < 1:
+    x1, y1, x2, y2 = box.to_xyxy()
+    inside = x1 >= 0 and y1 >= 0 and x2 <= width and y2 <= height
+    clipped = box if inside else box.clip(width, height)
+    if clipped.w <= 0 or clipped.h <= 0:
         raise InputError(f"initial box {box.to_list()} is outside the {width}x{height} frame")
-    if clipped != box:
+    if clipped.w < 1 or clipped.h < 1:
+        raise InputError(f"initial box {box.to_list()} is smaller than one pixel"
+                         + ("" if inside else f" once clipped to the {width}x{height} frame ({clipped.to_list()})"))
+    if not inside:
         logger.warning("initial box %s extends past the %dx%d frame; clipped to %s", box.to_list(), width, height, clipped.to_list())
     return clipped
 
@@ -128,11 +167,16 @@ class AnnotatedVideoWriter:
         self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not self._writer.isOpened():
             self._tmp.unlink(missing_ok=True)
-            raise InputError(f"cannot open video writer for {self.path}")
+            # the path is a staging folder's: the size is what the user can act on
+            raise InputError(f"OpenCV's MP4 writer cannot encode {width}x{height} frames "
+                             "(2x2 is the smallest); use --no-video")
         self.size = (width, height)
 
     def write(self, frame: Frame, index: int, box: Box | None, score: float | None,
               text_lines: Sequence[str] = (), overlays: Sequence[Overlay] = ()) -> None:
+        if (frame.shape[1], frame.shape[0]) != self.size:
+            raise InputError(f"frame {index + 1} is {frame.shape[1]}x{frame.shape[0]}, the video is "
+                             f"{self.size[0]}x{self.size[1]}: OpenCV would drop it silently")
         self.write_bgr(annotate(frame, index, box, score, text_lines, overlays))
 
     def write_bgr(self, canvas: np.ndarray) -> None:
@@ -142,6 +186,7 @@ class AnnotatedVideoWriter:
     def close(self) -> None:
         """Finish the file and move it into place."""
         self._writer.release()
+        make_shareable(self._tmp)
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:

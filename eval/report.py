@@ -148,20 +148,25 @@ def _write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
+def _cell(text: str) -> str:
+    """Text for a markdown table cell: a ``|`` would end the cell, a newline the row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def _write_markdown(rows: list[dict], attribute_rows: list, names: list[str], reports: list[ScoreReport],
                     tag: str, path: Path) -> Path:
     lines = [f"# Tracking results: {tag}", "",
              "| tracker | sequences | missing | AUC | P@20 | P_norm@0.2 | OP50 | OP75 |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for row in rows:
-        lines.append(f"| {row['tracker']} | {row['sequences']} | {row['missing']} | {row['auc']:.2f} | "
+        lines.append(f"| {_cell(row['tracker'])} | {row['sequences']} | {row['missing']} | {row['auc']:.2f} | "
                      f"{row['precision']:.2f} | {row['norm_precision']:.2f} | {row['op50']:.2f} | {row['op75']:.2f} |")
     lines += ["", "Values in percent. AUC = mean success over IoU thresholds 0:0.05:1; P@20 = precision at 20 px;",
               "P_norm@0.2 = normalized precision at 0.2.", "",
               "Plots: `success.png`, `precision.png`, `norm_precision.png`"
               + (", per attribute in `attributes/`." if attribute_rows else ".")]
     if attribute_rows:
-        lines += ["", "## AUC per attribute", "", "| attribute | sequences | " + " | ".join(names) + " |",
+        lines += ["", "## AUC per attribute", "", "| attribute | sequences | " + " | ".join(map(_cell, names)) + " |",
                   "|---|---:|" + "---:|" * len(names)]
         for short, long_name, used, values in attribute_rows:
             cells = " | ".join(f"{values[n]:.2f}" if n in values else "-" for n in names)

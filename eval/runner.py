@@ -4,22 +4,37 @@ Per sequence: initialise on frame 1 with the ground-truth box and the sequence's
 rest, then write ``<seq>_time.txt`` and last ``<seq>.txt``, each atomically, so a sequence counts as
 done exactly when its ``<seq>.txt`` exists. A rerun skips finished sequences (resume); a failing
 sequence is recorded and the others go on.
+
+A results folder belongs to one tracker and configuration (``run.json`` keeps its hash): a run with
+another is refused, and only one eval at a time may use a folder (an ``flock`` on the folder; ``run.json``
+names the holder). Workers exit when the main process is gone, even when it was SIGKILLed.
 """
 
 from __future__ import annotations
 
+import datetime
+import fcntl
+import hashlib
+import json
 import logging
 import multiprocessing
+import os
+import socket
+import sys
+import threading
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
 from chattracker.builder import build_tracker_from_spec
+from chattracker.config import load_yaml
 from chattracker.results import write_boxes, write_json, write_times
 from chattracker.tracking import run_tracker
 from chattracker.types import Box
@@ -28,6 +43,9 @@ from chattracker.video import read_image
 from chattracker_eval.datasets.base import Sequence
 
 logger = logging.getLogger(__name__)
+
+RUN_RECORD = "run.json"
+PARENT_POLL_S = 1.0
 
 
 @dataclass
@@ -140,16 +158,128 @@ def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path) -> tup
     return jobs, outcomes
 
 
+def tracker_fingerprint(spec: str) -> str:
+    """sha256 of what decides a tracker's results: its name, or its YAML config's parsed content."""
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        identity: Any = {"config": load_yaml(spec)}
+    else:
+        identity = {"tracker": spec}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()
+
+
+@contextmanager
+def hold_results_folder(results_dir: Path) -> Iterator[None]:
+    """Exclusive use of ``results_dir`` while the block runs; another holder is named in the refusal.
+
+    The lock is an ``flock`` on the folder itself: the kernel drops it when its holder dies, so a killed run
+    never leaves a stale lock, and no lock file sits among the results."""
+    try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(results_dir, os.O_RDONLY)
+    except (FileExistsError, NotADirectoryError):
+        raise InputError(f"--results {results_dir} is a file, not a folder") from None
+    except OSError as error:
+        raise InputError(f"cannot use results folder {results_dir}: {(error.strerror or str(error)).lower()}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        holder = _read_record(results_dir).get("running") or {}
+        who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('since')}: {holder.get('command')}"
+               if holder else "its holder has not written run.json yet")
+        raise InputError(f"results folder {results_dir} is in use by another eval ({who}); wait for it to finish "
+                         "or choose another --results") from None
+    try:
+        if not os.access(results_dir, os.W_OK):
+            raise InputError(f"results folder {results_dir} is not writable")
+        yield
+    finally:
+        os.close(fd)
+
+
+def _read_record(results_dir: Path) -> dict[str, Any]:
+    path = results_dir / RUN_RECORD
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} is unreadable ({error}); it says whose results the folder holds, "
+                         "so fix or remove it") from None
+    return data if isinstance(data, dict) else {}
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def start_record(results_dir: Path, manifest: dict[str, Any], tracker: str, sequences: list[str]) -> dict[str, Any]:
+    """The folder's ``run.json`` for this run: refused when the folder holds another tracker's or dataset's
+    results; the sequence list grows (a ``--sequences`` rerun never shortens it)."""
+    previous = _read_record(results_dir)
+    fingerprint = tracker_fingerprint(tracker)
+    has_results = any(is_done(results_dir, name) for name in previous.get("sequences", [])) or any(
+        p.suffix == ".txt" and not p.name.endswith("_time.txt") for p in results_dir.iterdir())
+    if previous and has_results:
+        for key, value in (("tracker_sha256", fingerprint), ("dataset", manifest.get("dataset"))):
+            if previous.get(key) is not None and previous.get(key) != value:
+                raise InputError(
+                    f"results folder {results_dir} holds results of tracker {previous.get('tracker')!r} on "
+                    f"{previous.get('dataset')} (config sha256 {str(previous.get('tracker_sha256'))[:12]}), not of "
+                    f"{tracker!r} on {manifest.get('dataset')} (sha256 {fingerprint[:12]}); choose another --results")
+    merged = list(dict.fromkeys([*previous.get("sequences", []), *sequences]))
+    return {**manifest, "tracker_sha256": fingerprint, "sequences": merged,
+            "started": previous.get("started", manifest.get("started", _now())), "updated": _now(),
+            "running": {"pid": os.getpid(), "host": socket.gethostname(), "since": _now(), "command": _command_line()}}
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name if sys.argv else ""
+    if program in ("chattracker", "cli.py", "__main__.py"):
+        return " ".join(["chattracker", *sys.argv[1:]])
+    return " ".join(sys.argv)
+
+
+def finish_record(results_dir: Path, record: dict[str, Any]) -> None:
+    """``run.json`` as the folder now is: which of its sequences have results; no holder."""
+    record = {key: value for key, value in record.items() if key != "running"}
+    record["done"] = [name for name in record["sequences"] if is_done(results_dir, name)]
+    record["updated"] = _now()
+    write_json(results_dir / RUN_RECORD, record)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: a worker whose main process died (even by SIGKILL) exits instead of idling forever."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_POLL_S)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Path, workers: int = 1,
                   progress: bool = True, manifest: dict | None = None) -> list[RunOutcome]:
     """Run ``tracker`` (a registered name or a YAML config) over ``sequences`` into ``results_dir``."""
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
+    with hold_results_folder(results_dir):
+        record = None
+        if manifest is not None:
+            record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
+            write_json(results_dir / RUN_RECORD, record)
+        try:
+            return _run(sequences, tracker, results_dir, workers, progress)
+        finally:
+            if record is not None:
+                finish_record(results_dir, record)
+
+
+def _run(sequences: list[Sequence], tracker: str, results_dir: Path, workers: int, progress: bool) -> list[RunOutcome]:
     stale = remove_stale_temporaries(results_dir)
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
-    if manifest is not None:
-        write_json(results_dir / "run.json", manifest)
     jobs, outcomes = make_jobs(sequences, tracker, results_dir)
     bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
     try:
@@ -160,7 +290,8 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
         else:
             # spawn: trackers hold native thread pools (OpenCV, onnxruntime) that do not survive fork.
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent,
+                                     initargs=(os.getpid(),)) as pool:
                 futures = {pool.submit(track_sequence, job): job for job in jobs}
                 for future in as_completed(futures):
                     try:

@@ -43,3 +43,13 @@ def success_auc(predicted: np.ndarray, truth: np.ndarray) -> float:
     inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
     iou = inter / (p[:, 2] * p[:, 3] + g[:, 2] * g[:, 3] - inter)
     return float(np.mean([(iou > t).mean() for t in np.linspace(0, 1, 21)]))
+
+
+def assert_one_error_line(capsys, code: int, *expected: str) -> str:
+    """The CLI's contract for bad input: exit 2 and exactly one ``chattracker: error:`` line naming the cause."""
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("chattracker: error: "), err
+    for part in expected:
+        assert part in err, err
+    return err

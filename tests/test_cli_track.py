@@ -1,7 +1,6 @@
 """`chattracker track` end to end: AUC reproduction with NanoTrack v2 and every bad-input case."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from chattracker.cli import main
@@ -77,7 +76,8 @@ def test_text_start_and_table(frame_file, tmp_path, fakes, capsys):
 
 def test_cache_means_no_second_ask(frame_file, tmp_path, fakes, capsys):
     args = [str(frame_file), "--box", BOX, "--describer", "test_scripted", "--grounder", "test_words",
-            "--iterations", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "o"), "--json"]
+            "--iterations", "2", "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "o"), "--json",
+            "--overwrite"]
     assert describe(*args) == 0 and describe(*args) == 0
     first, second = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert first == second and len(fakes[0].feedbacks) == 2 and fakes[1].feedbacks == []

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from chattracker.fusion.appearance import AppearanceMemory
-from chattracker.fusion.candidates import BASE, REDETECT, Candidate, gather_candidates, same_object
+from chattracker.fusion.candidates import BASE, Candidate, gather_candidates, same_object
 from chattracker.fusion.decision import VerificationConfig, Verifier
 from chattracker.fusion.embedding import build_embedder
 from chattracker.fusion.identities import DISTRACTOR, TARGET, IdentityTracker

@@ -48,6 +48,37 @@ class ChatServer:
                 if kind == "sleep":
                     time.sleep(value)
                     kind, value = "json", GOOD
+                if kind == "trickle":  # a byte every `value` seconds, never finishing in time
+                    payload = json.dumps(GOOD).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    try:
+                        for byte in payload:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(value)
+                    except OSError:  # the client gave up: expected
+                        pass
+                    return
+                if kind == "short":  # fewer bytes than Content-Length, then close
+                    payload = json.dumps(GOOD).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(payload) + 100))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    self.close_connection = True
+                    return
+                if kind == "big":  # an endless body without Content-Length
+                    self.send_response(200)
+                    self.end_headers()
+                    try:
+                        for _ in range(value):
+                            self.wfile.write(b" " * 2**16)
+                    except OSError:
+                        pass
+                    self.close_connection = True
+                    return
                 if kind == "status":
                     self.send_response(value)
                     self.end_headers()
@@ -172,3 +203,35 @@ def test_bad_settings():
         describer("localhost:8080")
     with pytest.raises(ConfigError, match="timeout"):
         describer("http://127.0.0.1:1/v1", timeout=0)
+    with pytest.raises(ConfigError, match=r"describer openai.max_tokens must be an integer, got 'lots'"):
+        describer("http://127.0.0.1:1/v1", max_tokens="lots")
+    with pytest.raises(ConfigError, match=r"describer openai.retries must be an integer, got 2.5"):
+        describer("http://127.0.0.1:1/v1", retries=2.5)
+    with pytest.raises(ConfigError, match=r"describer openai.temperature must be a number, got True"):
+        describer("http://127.0.0.1:1/v1", temperature=True)
+    assert describer("http://127.0.0.1:1/v1", temperature=1).temperature == 1.0  # an int is a number
+
+
+def test_timeout_is_a_deadline_for_a_trickling_server(server):
+    """A server sending a byte every 0.2 s resets any per-read timeout; the deadline still ends the request."""
+    server.script = [("trickle", 0.2)] * 2
+    start = time.perf_counter()
+    with pytest.raises(DescriberUnavailableError, match=r"no complete answer within 0.5s \(after 2 attempts\)"):
+        describer(server.url, timeout=0.5, retries=1).describe(image(), TARGET)
+    assert time.perf_counter() - start < 10  # the body alone would take 20 s per attempt
+
+
+def test_reply_shorter_than_its_length_is_retried(server):
+    server.script = [("short", None)]
+    result = describer(server.url).describe(image(), TARGET)
+    assert result.foreground == "person in a red coat" and len(server.requests) == 2
+    server.script = [("short", None)] * 3
+    with pytest.raises(DescriberUnavailableError, match=r"reply cut short .*after 3 attempts"):
+        describer(server.url).describe(image(), TARGET)
+
+
+def test_oversized_reply_is_refused_not_held_in_memory(server):
+    server.script = [("big", 64)]  # 4 MiB of blanks
+    with pytest.raises(DescriberUnavailableError, match=r"more than max_reply_bytes 1048576 bytes"):
+        describer(server.url, max_reply_bytes=2**20).describe(image(), TARGET)
+    assert len(server.requests) == 1  # not retried: the same server would send it again

@@ -3,7 +3,6 @@ give, frame by frame, what the tracker gives when ChatTracker runs it itself."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np

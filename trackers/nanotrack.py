@@ -36,6 +36,11 @@ class NanoTracker(OpenCVTracker):
         finally:
             cv2.utils.logging.setLogLevel(previous)
 
+    def _explain(self, error: cv2.error) -> str:
+        # Corrupt, swapped or other-version ONNX files fail inside OpenCV's graph code: name the files.
+        return (f"the ONNX files (backbone {self.backbone}, head {self.head}) do not work with cv2.TrackerNano "
+                f"(corrupt, swapped, or not NanoTrack {self.name[-2:]}): {super()._explain(error)}")
+
     def _score(self, ok: bool) -> float:
         return float(self._tracker.getTrackingScore())
 

@@ -15,9 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from chattracker.commands.track import _publish, overlays_of
+from chattracker.commands.track import overlays_of
 from chattracker.config import TrackerConfig
 from chattracker.demo_scene import DemoScene
+from chattracker.errors import InputError
+from chattracker.outputs import publish_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.run_record import (add_choice_arguments, choose, frame_json, language_json, recording, rpo_trace_json,
                                     summary_lines)
@@ -51,10 +53,10 @@ def scores(scene: DemoScene, records: list[FrameRecord]) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from chattracker.errors import InputError
-
     if args.frames < 20:
         raise InputError("--frames must be at least 20 (the scene needs room for its crossing and occlusion)")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise InputError(f"--out {args.out} is a file, not a folder")
     scene = DemoScene(num_frames=args.frames)
     name, enhance = choose(args.tracker, args.plain, args.enhance)
     out = Path(args.out)
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
             **({"base_frames": [r.to_json() for r in records["base"]]} if enhance else {})})
         if used.rpo:
             write_json(staging / "rpo_trace.json", rpo_trace_json(used))
-        written = _publish(staging, out)
+        written = publish_folder(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     print(f"scene: {scene.description()}")

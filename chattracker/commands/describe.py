@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +12,10 @@ import cv2
 import numpy as np
 
 from chattracker.config import check_keys, load_yaml
-from chattracker.errors import ChatTrackerError, ConfigError, InputError
-from chattracker.results import write_json
+from chattracker.errors import ChatTrackerError, ConfigError, InputError, printable
+from chattracker.commands.track import BOX_HELP
+from chattracker.outputs import RunFolder, default_name, free_folder
+from chattracker.results import atomic_write_bytes, write_json
 from chattracker.types import Box, Frame
 from chattracker.video import check_init_box, read_image
 
@@ -32,14 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "boxed target, the grounder finds it, positive/negative words go back to the describer. Writes "
                     "rpo.json (the whole trace) and round_<k>.png (each round's grounding) into --out.")
     parser.add_argument("image", help="image file (the first frame)")
-    parser.add_argument("--box", required=True, help="target box on the image as x,y,w,h (pixels)")
+    parser.add_argument("--box", required=True, help=BOX_HELP.replace("initial box on the first frame", "target box"))
     parser.add_argument("--describer", help=f"describer name (default {DEFAULT_DESCRIBER}; also hf, openai)")
     parser.add_argument("--grounder", help=f"grounder name (default {DEFAULT_GROUNDER}; also hf)")
     parser.add_argument("--config", help="YAML with describer: {name, params}, grounder: {name, params}, rpo: {...}")
     parser.add_argument("--text", help="a description to start from (user's or dataset's, e.g. LaSOT nlp.txt)")
     parser.add_argument("--iterations", type=int, help="describer rounds at most (default 3)")
     parser.add_argument("--cache", help="folder of cached RPO results (same image, box, models, config: no new run)")
-    parser.add_argument("--out", help="output folder (default runs/describe/<image name>)")
+    parser.add_argument("--out", help="output folder (default runs/describe/<sequence>_<image name>, numbered when taken)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--json", action="store_true",
                         help='print {"foreground", "background", "iterations": [{"description", "top1_iou"}]} only')
     parser.set_defaults(func=run)
@@ -112,19 +113,15 @@ def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], color: tuple[i
 def write_png(path: Path, picture_bgr: np.ndarray) -> None:
     ok, encoded = cv2.imencode(".png", picture_bgr)
     if not ok:
-        raise InputError(f"cannot encode {path}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(encoded.tobytes())
-    os.replace(tmp, path)
+        raise InputError(f"cannot encode {path.name}")
+    atomic_write_bytes(path, encoded.tobytes())
+
 
 
 def run(args: argparse.Namespace) -> int:
     from chattracker.rpo import RPOCache, run_rpo_cached
 
     image_path = Path(args.image)
-    if not image_path.is_file():
-        raise InputError(f"image {image_path} does not exist")
     image = read_image(image_path)
     try:
         box = Box.parse(args.box)
@@ -136,32 +133,33 @@ def run(args: argparse.Namespace) -> int:
     settings = load_yaml(args.config) if args.config else {}
     if args.iterations is not None:
         settings["rpo"] = {**(settings.get("rpo") or {}), "iterations": args.iterations}
+    if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
+        raise InputError(f"--cache {args.cache} is a file, not a folder")
     describer, grounder, config = build_components(settings, args.describer, args.grounder)
-    out = Path(args.out) if args.out else Path("runs") / "describe" / image_path.stem
-    out.mkdir(parents=True, exist_ok=True)
-
-    cache = RPOCache(args.cache) if args.cache else None
-    result = run_rpo_cached(cache, image, box, describer, grounder, config, args.text, sequence=image_path.stem)
-    write_json(out / "rpo.json", {"image": str(image_path), **result.to_json()})
-    for stale in out.glob("round_*.png"):
-        stale.unlink()
-    for record in result.trace.get("rounds", []):
-        if record.get("grounding"):
-            write_png(out / f"round_{record['round']}.png", draw_round(image, box, record))
+    out = Path(args.out) if args.out else free_folder(Path("runs") / "describe", default_name(image_path))
+    with RunFolder(out, "rpo.json", args.overwrite) as folder:
+        cache = RPOCache(args.cache) if args.cache else None
+        result = run_rpo_cached(cache, image, box, describer, grounder, config, args.text, sequence=image_path.stem)
+        write_json(folder.staging / "rpo.json", {"image": str(image_path), **result.to_json()})
+        for record in result.trace.get("rounds", []):
+            if record.get("grounding"):
+                write_png(folder.staging / f"round_{record['round']}.png", draw_round(image, box, record))
+        folder.publish()
     if not result.ok:
         raise ChatTrackerError(f"no usable description after {len(result.trace.get('rounds', []))} round(s) "
                                f"({'; '.join(result.trace.get('errors', [])[-1:]) or 'no rounds'}); trace in {out / 'rpo.json'}")
     if args.json:
+        # json.dumps escapes control characters already
         print(json.dumps({"foreground": result.description.foreground, "background": result.description.background,
                           "iterations": result.iterations}))
         return 0
-    print(f"foreground: {result.description.foreground}")
-    print(f"background: {result.description.background}")
+    print(f"foreground: {printable(result.description.foreground)}")
+    print(f"background: {printable(result.description.background)}")
     print(f"{'round':>5}  {'source':<12}  {'top-1 IoU':>9}  description")
     for record in result.trace["rounds"]:
         text = record["description"]["foreground"] if record.get("description") else f"(error: {record['error']})"
         iou = f"{record['top1_iou']:.2f}" if record.get("description") else "-"
         mark = "*" if record["round"] == result.trace.get("selected_round") else " "
-        print(f"{record['round']:>4}{mark}  {record['source']:<12}  {iou:>9}  {text}")
+        print(f"{record['round']:>4}{mark}  {record['source']:<12}  {iou:>9}  {printable(text)}")
     print(f"trace: {out / 'rpo.json'}; pictures: {out}/round_*.png")
     return 0

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     build_tracker_from_spec(args.tracker)  # a bad name or config fails here, once, not per sequence
     options = {"split": args.split} if args.split and args.dataset in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.dataset, args.root, **options)
-    sequences = benchmark.sequences.select(args.sequences)
+    sequences = benchmark.sequences.select(list(dict.fromkeys(args.sequences)) if args.sequences else None)
     results = Path(args.results) if args.results else Path("results") / args.dataset / Path(args.tracker).stem
     manifest = {"dataset": args.dataset, "root": str(args.root), "tracker": args.tracker,
                 "sequences": sequences.names(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}

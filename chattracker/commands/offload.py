@@ -18,10 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     convert.add_argument("model_dir", help="folder with config.json and *.safetensors")
     convert.add_argument("store_dir", help="output folder (manifest.json + experts/)")
     convert.add_argument("--bits", type=int, choices=(8, 4, 2), default=4, help="bits per weight (default 4)")
-    convert.add_argument("--group", type=int, default=None, help="group length (default 64 for INT8/INT4, 32 for INT2)")
+    convert.add_argument("--group", type=_group, default=None, help="group length (default 64 for INT8/INT4, 32 for INT2)")
     convert.add_argument("--cold-bits", type=int, choices=(4, 2), default=None,
                          help="also write every expert at this lower precision (the cold tier that --cold-tail reads)")
-    convert.add_argument("--cold-group", type=int, default=None, help="group length of the cold tier (default 32 for INT2)")
+    convert.add_argument("--cold-group", type=_group, default=None, help="group length of the cold tier (default 32 for INT2)")
     info = actions.add_parser("info", help="describe a store")
     info.add_argument("store_dir")
     generate = actions.add_parser("generate", help="greedy text generation with offloaded experts")
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("--expert-budget", default="25%", help="bytes (4GiB, 512MB) or a share (25%%, 0.25)")
     generate.add_argument("--method", choices=("fate", "lod", "lod-overlap", "eap", "resident"), default="fate",
                           help="expert serving method (default fate); lod, lod-overlap and eap are baselines")
-    generate.add_argument("--max-new-tokens", type=int, default=32)
+    generate.add_argument("--max-new-tokens", type=_positive, default=32, help="tokens to generate (at least 1)")
     generate.add_argument("--prefill-chunk", type=_tokens, default=128,
                           help="prompt tokens per prefill pass; bounds activation memory (0: whole prompt at once)")
     generate.add_argument("--cold-tail", type=_share, default=0.0,
@@ -42,24 +42,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _tokens(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number of tokens >= 0, got {text!r}")
-    return value
+def _checked(parse, accept, expected: str):
+    """An argparse type: ``parse`` the text, and ``accept`` the value or say what was ``expected``."""
+
+    def convert(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+        return value
+
+    return convert
 
 
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text!r}")
-    return value
+_positive = _checked(int, lambda v: v >= 1, "a whole number >= 1")
+_group = _checked(int, lambda v: v >= 2 and v % 2 == 0, "a positive even group length (e.g. 32, 64)")
+_tokens = _checked(int, lambda v: v >= 0, "a number of tokens >= 0")
+_share = _checked(float, lambda v: 0 <= v < 1, "a share in [0, 1)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,15 +85,27 @@ def run(args: argparse.Namespace) -> int:
     return _generate(args)
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def _generate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
     from chattracker.offload import load_offloaded_model
 
+    if not args.prompt.strip():
+        raise InputError("--prompt is empty")
+    if not any((Path(args.model_dir) / name).is_file() for name in TOKENIZER_FILES):
+        # transformers then builds an empty tokenizer from config.json alone, which turns any prompt into no tokens
+        raise InputError(f"no tokenizer in {args.model_dir} (none of {', '.join(TOKENIZER_FILES)})")
     try:
         tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    except (OSError, ValueError) as error:
-        raise InputError(f"no tokenizer in {args.model_dir}: {error}") from error
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise InputError(f"cannot load the tokenizer in {args.model_dir}: {str(error).splitlines()[0]}") from None
+    if not tokenizer(args.prompt)["input_ids"]:
+        raise InputError(f"the tokenizer in {args.model_dir} turns the prompt into no tokens")
     model, engine = load_offloaded_model(args.model_dir, args.store_dir, expert_budget=args.expert_budget,
                                          method=args.method, verify=args.verify, cold_tail=args.cold_tail,
                                          prefill_chunk=args.prefill_chunk or None)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from chattracker.errors import InputError
-from chattracker.commands.score import BENCHMARKS
+from chattracker.commands.score import BENCHMARKS, require_scored
 from chattracker_eval.protocols import PROTOCOL_NAMES
 
 
@@ -27,6 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot write into {out}: {(error.strerror or str(error)).lower()}") from None
+    if not os.access(out, os.W_OK):
+        raise InputError(f"cannot write into {out}: permission denied")
+
+
 def run(args: argparse.Namespace) -> int:
     from chattracker_eval.datasets import load_dataset
     from chattracker_eval.report import write_report
@@ -35,11 +47,11 @@ def run(args: argparse.Namespace) -> int:
     names = args.names or [Path(r).name or r for r in args.results]
     if len(names) != len(args.results):
         raise InputError(f"--names has {len(names)} name(s) for {len(args.results)} --results folder(s)")
+    _check_out(Path(args.out))  # before scoring, which can take a while on a full benchmark
     options = {"split": args.split} if args.split and args.benchmark in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.benchmark, args.annotations, **options)
     reports = [score_results(benchmark, folder, args.protocol) for folder in args.results]
-    if all(report.num_sequences == 0 for report in reports):
-        raise InputError("no result file matches a sequence of the benchmark; nothing to report")
+    require_scored(reports, args.benchmark)
     written = write_report(reports, names, args.out, attributes=not args.no_attributes)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8").rstrip())
     print(f"\n{len(written)} files written to {args.out}/")

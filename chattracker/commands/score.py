@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from chattracker.errors import InputError
+
 from chattracker_eval.protocols import PROTOCOL_NAMES
 
 # Every dataset with ground truth (GOT-10k and TrackingNet: their val/train splits; test splits are packed).
@@ -36,12 +38,22 @@ def run(args: argparse.Namespace) -> int:
     options = {"split": args.split} if args.split and args.benchmark in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.benchmark, args.annotations, **options)
     reports = [score_results(benchmark, folder, args.protocol) for folder in args.results]
+    require_scored(reports, args.benchmark)
     if args.json:
         payload = [r.to_json() for r in reports]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2))
         return 0
     print(format_table(reports))
     return 0
+
+
+def require_scored(reports, benchmark: str) -> None:
+    """Scoring nothing is no result: an empty folder or the wrong benchmark must not pass for a score of 0."""
+    empty = [str(report.results) for report in reports if report.num_sequences == 0]
+    if empty:
+        raise InputError(f"no result file in {', '.join(empty)} matches a sequence of {benchmark} "
+                         f"(expected <sequence>.txt files, e.g. {reports[0].missing[0] if reports[0].missing else '?'}.txt); "
+                         "nothing to score")
 
 
 def format_table(reports) -> str:

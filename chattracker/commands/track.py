@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from chattracker.errors import ConfigError, InputError
+from chattracker.errors import InputError
+from chattracker.outputs import RunFolder, default_name, free_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.run_record import (RunRecord, add_choice_arguments, choose, frame_json, language_json, recording,
                                     rpo_trace_json, summary_lines)
@@ -21,6 +20,9 @@ from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_
 logger = logging.getLogger(__name__)
 
 
+BOX_HELP = "initial box on the first frame as x,y,w,h (pixels); a box starting with '-' needs --box=-3,5,40,60"
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "track", help="track a target through a video file or image folder",
@@ -29,12 +31,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "per frame), track.json (per-frame box, score, time and the wrapper's decision; components, "
                     "weight sources, descriptions, events) and rpo_trace.json into --out.")
     parser.add_argument("source", help="video file or folder of frames (natural sort)")
-    parser.add_argument("--box", required=True, help="initial box on the first frame as x,y,w,h (pixels)")
+    parser.add_argument("--box", required=True, help=BOX_HELP)
     add_choice_arguments(parser)
     parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker); "
                                          "--tracker, --plain and --enhance override it")
     parser.add_argument("--text", help="natural-language description of the target")
-    parser.add_argument("--out", help="output folder (default: runs/<source name>)")
+    parser.add_argument("--out", help="output folder (default: runs/<source or sequence name>, numbered when taken)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
     parser.add_argument("--no-video", action="store_true", help="skip writing the annotated video")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -79,25 +82,27 @@ def run(args: argparse.Namespace) -> int:
         box = Box.parse(args.box)
     except ValueError as error:
         raise InputError(str(error)) from None
+    source = FrameSource(args.source)
+    init_box = check_init_box(box, source.width, source.height)
+    out = Path(args.out) if args.out else free_folder(Path("runs"), default_name(args.source))
     with recording() as used:
         tracker = build_from_args(args)
-        source = FrameSource(args.source)
-        init_box = check_init_box(box, source.width, source.height)
-        out = Path(args.out) if args.out else Path("runs") / Path(args.source).stem
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        try:
-            records, seconds = _track(args, tracker, source, init_box, staging, used)
-            written = _publish(staging, out)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    tracked = max(len(records) - 1, 1)
-    fps = tracked / max(sum(r.seconds for r in records[1:]), 1e-9)
+        with RunFolder(out, "track.json", args.overwrite) as folder:
+            records, seconds = _track(args, tracker, source, init_box, folder.staging, used)
+            written = folder.publish()
     for line in summary_lines(tracker, used):
         print(line)
-    print(f"tracked {len(records)} frames with {tracker.name} at {fps:.1f} fps (wall {seconds:.1f}s) -> "
+    print(f"tracked {len(records)} frames with {tracker.name} at {speed_text(records)} (wall {seconds:.1f}s) -> "
           f"{out}/ ({', '.join(written)})")
     return 0
+
+
+def speed_text(records: list[FrameRecord]) -> str:
+    """Tracking speed over the frames after the first (frame 1 is the initialisation)."""
+    seconds = sum(r.seconds for r in records[1:])
+    if len(records) < 2 or seconds <= 0:
+        return "n/a fps (only the first frame)"
+    return f"{(len(records) - 1) / seconds:.1f} fps"
 
 
 def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init_box: Box,
@@ -130,11 +135,3 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
         write_json(staging / "rpo_trace.json", rpo_trace_json(used))
     return records, seconds
 
-
-def _publish(staging: Path, out: Path) -> list[str]:
-    """Move finished files into the output folder only once all of them exist."""
-    out.mkdir(parents=True, exist_ok=True)
-    names = sorted(p.name for p in staging.iterdir() if not p.name.startswith("."))
-    for name in names:
-        (staging / name).replace(out / name)
-    return names

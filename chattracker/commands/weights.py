@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from chattracker.weights import (ENV_WEIGHTS, bundled_dir, cache_dir, download_weight, get_weight, lookup_weight,
+from chattracker.errors import InputError
+from chattracker.weights import (ENV_OFFLINE, ENV_WEIGHTS, bundled_dir, cache_dir, download_weight, get_weight, is_offline,
+                                 lookup_weight,
                                  registered_weights)
 
 
@@ -24,6 +26,9 @@ def run(args: argparse.Namespace) -> int:
         names = args.names or [w.name for w in registered_weights() if lookup_weight(w.name).path is None]
         for name in names:
             get_weight(name)
+        if names and is_offline():
+            raise InputError(f"${ENV_OFFLINE} is set, so nothing is downloaded ({', '.join(names)}); "
+                             f"unset it to download, or put the files in a folder named by ${ENV_WEIGHTS}")
         for name in names:
             print(f"{name}: {download_weight(name)}")
         if not names:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from chattracker.errors import ConfigError
+from chattracker.config import check_settings
 from chattracker.mllm.base import register_describer
 from chattracker.mllm.chat import ChatDescriber
 from chattracker.types import Frame
@@ -199,4 +200,4 @@ def _json_ready(value: Any) -> Any:
 
 @register_describer("hf")
 def build_hf(**params: Any) -> HFDescriber:
-    return HFDescriber(**params)
+    return HFDescriber(**check_settings("describer hf", params, HFDescriber))

@@ -2,26 +2,29 @@
 (llama.cpp server, vLLM, Ollama, LM Studio, a cloud API).
 
 The frame goes as a base64 JPEG data URL with the target box drawn on it. Standard library only
-(urllib): timeouts, connection errors, 429 and 5xx are retried with exponential backoff; other
-HTTP errors and unusable bodies fail at once with one line that says what the server answered.
+(http.client): timeouts, connection errors, replies cut short, 429 and 5xx are retried with exponential
+backoff; other HTTP errors, oversized and unusable bodies fail at once with one line that says what the
+server answered. ``timeout`` is a deadline for the whole request (a server trickling bytes cannot hold
+it), enforced by closing the socket when it passes. Proxy variables are not used.
 """
 
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import logging
 import os
 import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import cv2
 
+from chattracker.config import check_settings
 from chattracker.errors import ConfigError
 from chattracker.mllm.base import register_describer
 from chattracker.mllm.chat import ChatDescriber
@@ -32,6 +35,11 @@ from chattracker_prompts import RenderedPrompt
 logger = logging.getLogger(__name__)
 
 MAX_BACKOFF_S = 30.0
+READ_CHUNK = 64 * 1024
+
+
+class _Retry(Exception):
+    """A failure that may pass (timeout, reset, reply cut short, 429, 5xx); the message says which."""
 
 
 def image_data_url(image: Frame, quality: int = 90) -> str:
@@ -55,13 +63,16 @@ class OpenAIDescriber(ChatDescriber):
                  api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0, retries: int = 3,
                  backoff: float = 1.0, max_tokens: int = 200, temperature: float = 0.0,
                  extra_body: dict[str, Any] | None = None, prompts_dir: str | Path | None = None,
-                 image_max_side: int | None = 1024, ask_background: bool = True) -> None:
+                 image_max_side: int | None = 1024, ask_background: bool = True,
+                 max_reply_bytes: int = 16 * 2**20) -> None:
         super().__init__(prompts_dir=prompts_dir, image_max_side=image_max_side, ask_background=ask_background)
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"openai describer: base_url must be http(s)://host[:port][/path], got {base_url!r}")
-        if timeout <= 0 or retries < 0 or backoff < 0:
-            raise ConfigError("openai describer: timeout must be > 0, retries and backoff >= 0")
+        if timeout <= 0 or retries < 0 or backoff < 0 or max_tokens < 1 or max_reply_bytes < 1:
+            raise ConfigError("openai describer: timeout and max_reply_bytes must be > 0, retries and backoff >= 0, "
+                              "max_tokens >= 1")
+        self.max_reply_bytes = int(max_reply_bytes)
         self.model = model
         self.base_url = base_url.rstrip("/")
         self.url = self.base_url + "/chat/completions"
@@ -100,7 +111,7 @@ class OpenAIDescriber(ChatDescriber):
         return self._content(payload)
 
     def _post(self, data: bytes) -> bytes:
-        """POST with retries on what may pass (timeouts, refused connections, 429, 5xx)."""
+        """POST with retries on what may pass (timeouts, refused connections, replies cut short, 429, 5xx)."""
         attempts = self.retries + 1
         last = ""
         for attempt in range(attempts):
@@ -108,29 +119,90 @@ class OpenAIDescriber(ChatDescriber):
                 delay = min(MAX_BACKOFF_S, self.backoff * 2 ** (attempt - 1))
                 logger.info("openai describer: %s; retry %d/%d in %.2fs", last, attempt, self.retries, delay)
                 time.sleep(delay)
-            request = urllib.request.Request(self.url, data=data, headers=self._headers(), method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    return response.read()
-            except urllib.error.HTTPError as error:
-                detail = _short(error.read().decode("utf-8", "replace")) if error.fp else ""
-                last = f"HTTP {error.code} {error.reason}" + (f": {detail}" if detail else "")
-                if error.code == 429 or error.code >= 500:
-                    continue
-                hint = f" (is ${self.api_key_env} set?)" if error.code in (401, 403) and self.api_key_env else ""
-                raise DescriberUnavailableError(f"openai describer: {self.url} answered {last}{hint}") from None
-            except (TimeoutError, socket.timeout):
-                last = f"no answer within {self.timeout:g}s"
-            except urllib.error.URLError as error:
-                reason = error.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)):
-                    last = f"no answer within {self.timeout:g}s"
-                else:
-                    last = f"cannot connect ({getattr(reason, 'strerror', None) or reason})"
-            except (ConnectionError, OSError) as error:  # reset or closed mid-answer
-                last = f"connection failed ({error.strerror or error})"
+                return self._request(data)
+            except _Retry as error:
+                last = str(error)
         raise DescriberUnavailableError(f"openai describer: {self.url}: {last} (after {attempts} attempt"
                                         f"{'s' if attempts != 1 else ''})")
+
+    def _request(self, data: bytes) -> bytes:
+        """One POST under a deadline of ``timeout`` seconds for connect, send and the whole reply."""
+        parsed = urlparse(self.url)
+        connection_class = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+        connection = connection_class(parsed.hostname, parsed.port, timeout=self.timeout)
+        expired = threading.Event()
+        sockets: list[socket.socket] = []  # the response may take the socket over from the connection
+
+        def expire() -> None:
+            expired.set()
+            for sock in sockets:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes a blocked read at once
+                except OSError:
+                    pass
+
+        deadline = threading.Timer(self.timeout, expire)
+        deadline.daemon = True
+        deadline.start()
+        try:
+            path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+            connection.connect()  # bounded by the socket timeout, which is the deadline too
+            sockets.append(connection.sock)
+            if expired.is_set():
+                raise TimeoutError()
+            connection.request("POST", path, body=data, headers=self._headers())
+            response = connection.getresponse()
+            body = self._read_capped(response)
+        except http.client.IncompleteRead as error:
+            if expired.is_set():
+                raise _Retry(f"no complete answer within {self.timeout:g}s") from None
+            raise _Retry(f"reply cut short ({len(error.partial)} bytes of "
+                         f"{len(error.partial) + (error.expected or 0)})") from None
+        except (TimeoutError, socket.timeout):
+            raise _Retry(f"no answer within {self.timeout:g}s") from None
+        except (ConnectionError, http.client.HTTPException) as error:
+            if expired.is_set():
+                raise _Retry(f"no complete answer within {self.timeout:g}s") from None
+            if isinstance(error, ConnectionRefusedError):
+                raise _Retry(f"cannot connect ({error.strerror or error})") from None
+            raise _Retry(f"connection failed ({getattr(error, 'strerror', None) or error or type(error).__name__})") from None
+        except OSError as error:  # name resolution, unreachable network
+            if expired.is_set():
+                raise _Retry(f"no complete answer within {self.timeout:g}s") from None
+            raise _Retry(f"cannot connect ({error.strerror or error})") from None
+        finally:
+            deadline.cancel()
+            connection.close()
+        if response.status == 429 or response.status >= 500:
+            raise _Retry(self._status_text(response, body))
+        if response.status >= 400:
+            hint = f" (is ${self.api_key_env} set?)" if response.status in (401, 403) and self.api_key_env else ""
+            raise DescriberUnavailableError(f"openai describer: {self.url} answered "
+                                            f"{self._status_text(response, body)}{hint}")
+        return body
+
+    def _read_capped(self, response: http.client.HTTPResponse) -> bytes:
+        """The body, refused once it passes ``max_reply_bytes`` (a chat completion is a few kB)."""
+        announced = response.getheader("Content-Length")
+        if announced and announced.isdigit() and int(announced) > self.max_reply_bytes:
+            raise DescriberUnavailableError(f"openai describer: {self.url} announced a {int(announced)}-byte reply, "
+                                            f"more than max_reply_bytes {self.max_reply_bytes}")
+        chunks, size = [], 0
+        while chunk := response.read1(READ_CHUNK):
+            size += len(chunk)
+            if size > self.max_reply_bytes:
+                raise DescriberUnavailableError(f"openai describer: {self.url} sent more than max_reply_bytes "
+                                                f"{self.max_reply_bytes} bytes")
+            chunks.append(chunk)
+        if response.length:  # the server closed before Content-Length bytes came
+            raise http.client.IncompleteRead(b"".join(chunks), response.length)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _status_text(response: http.client.HTTPResponse, body: bytes) -> str:
+        detail = _short(body.decode("utf-8", "replace"))
+        return f"HTTP {response.status} {response.reason}" + (f": {detail}" if detail else "")
 
     def _content(self, payload: bytes) -> str:
         """The assistant's text out of a chat-completion body; anything else is an unusable reply."""
@@ -151,4 +223,4 @@ class OpenAIDescriber(ChatDescriber):
 
 @register_describer("openai")
 def build_openai(**params: Any) -> OpenAIDescriber:
-    return OpenAIDescriber(**params)
+    return OpenAIDescriber(**check_settings("describer openai", params, OpenAIDescriber))

@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from chattracker.offload.quant import QuantSpec, int4_layout_fingerprint, quantize
 from chattracker.offload.store import FORMAT_VERSION, MANIFEST, ExpertStoreError, expert_file, serialize
+from chattracker.outputs import publish_folder
 
 log = logging.getLogger(__name__)
 
@@ -165,12 +167,16 @@ def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLik
     from transformers import AutoConfig
 
     model_dir, store_dir = Path(model_dir), Path(store_dir)
+    _check_target(store_dir)
     if not (model_dir / "config.json").is_file():
         raise ExpertStoreError(f"{model_dir} is not a transformers model folder (no config.json)")
     config = AutoConfig.from_pretrained(model_dir)
     hidden, width, num_experts, top_k = moe_dimensions(config)
-    spec = QuantSpec.make(bits, group_size)
-    cold_spec = QuantSpec.make(cold_bits, cold_group_size) if cold_bits is not None else None
+    try:
+        spec = QuantSpec.make(bits, group_size)
+        cold_spec = QuantSpec.make(cold_bits, cold_group_size) if cold_bits is not None else None
+    except ValueError as error:
+        raise ExpertStoreError(str(error)) from None
     if cold_spec is not None and cold_spec.bits >= spec.bits:
         raise ExpertStoreError(f"the cold tier must have fewer bits than the store ({cold_spec.bits} >= {spec.bits})")
     for tier_spec in filter(None, (spec, cold_spec)):
@@ -182,10 +188,43 @@ def convert_checkpoint(model_dir: str | os.PathLike, store_dir: str | os.PathLik
     layers = reader.layers
     if not layers:
         raise ExpertStoreError(f"no expert tensors found in {model_dir}")
-    if store_dir.exists():
-        (store_dir / MANIFEST).unlink(missing_ok=True)  # first: a half-rewritten store never looks complete
-        shutil.rmtree(store_dir / "experts", ignore_errors=True)
-        shutil.rmtree(store_dir / "cold", ignore_errors=True)
+    staging = _staging_folder(store_dir)
+    try:
+        path = _write_store(staging, config, reader, layers, num_experts, spec, cold_spec, (hidden, width, top_k))
+        publish_folder(staging, store_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return store_dir / path.name
+
+
+def _check_target(store_dir: Path) -> None:
+    """Refuse, before any work, a target that is a file or a non-empty folder that is not a store."""
+    if store_dir.exists() and not store_dir.is_dir():
+        raise ExpertStoreError(f"{store_dir} is a file, not a store folder")
+    if store_dir.is_dir() and any(store_dir.iterdir()) and not (store_dir / MANIFEST).is_file():
+        raise ExpertStoreError(f"{store_dir} is not empty and not an expert store (no {MANIFEST}); refusing to "
+                               "replace it: choose an empty or new folder")
+    try:
+        store_dir.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ExpertStoreError(f"cannot write into {store_dir.parent}: {(error.strerror or str(error)).lower()}") from None
+    if not os.access(store_dir.parent, os.W_OK):
+        raise ExpertStoreError(f"cannot write into {store_dir.parent}: permission denied")
+
+
+def _staging_folder(store_dir: Path) -> Path:
+    """Where a conversion is written: beside ``store_dir``, swapped in only once complete, so a conversion that
+    fails part-way leaves the previous store whole."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f".{store_dir.name}.converting-", dir=store_dir.parent))
+    except OSError as error:
+        raise ExpertStoreError(f"cannot write into {store_dir.parent}: {(error.strerror or str(error)).lower()}") from None
+
+
+def _write_store(store_dir: Path, config, reader: "_ExpertReader", layers: list[int], num_experts: int,
+                 spec: QuantSpec, cold_spec: QuantSpec | None, dims: tuple[int, int, int]) -> Path:
+    """Quantize every expert into ``store_dir`` (a fresh folder) and write the manifest last."""
+    hidden, width, top_k = dims
     process = psutil.Process()
     peak_rss = baseline_rss = process.memory_info().rss
     writers = [_TierWriter(store_dir, spec, cold=False)]

@@ -126,10 +126,15 @@ def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | flo
             raise ValueError(f"prefill_chunk must be a positive number of tokens or None, not {prefill_chunk!r}")
         model.generation_config.prefill_chunk_size = int(prefill_chunk)
     engine = OffloadEngine(store, budget, method, top_k=top_k, device=device, **options)
-    engine.attach(moe_blocks(model))
-    if device != "cpu":
-        model.to(device)
-    engine.preload()
+    try:
+        engine.attach(moe_blocks(model))
+        if device != "cpu":
+            model.to(device)
+        engine.preload()
+    except BaseException:
+        # IO threads still inside torch at interpreter exit abort the process (SIGABRT): stop them first
+        engine.close()
+        raise
     log.info("offloaded %s: budget %.1f MiB of %.1f MiB expert bytes, capacities %s", model_dir, budget / 2**20,
              store.total_bytes / 2**20, engine.capacities)
     return model, engine

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import queue
 import re
 import threading
@@ -44,16 +45,27 @@ _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6,
 
 
 def parse_budget(value: int | float | str, total_bytes: int) -> int:
-    """Bytes from 123456, "4GiB", "512MB", "25%" or a fraction 0 < f <= 1 of the store's expert bytes."""
+    """Bytes from 123456, "4GiB", "512MB", "25%" or a share 0 < f <= 1 ("0.25") of the store's expert bytes."""
+    examples = "examples: 4GiB, 512MB, 25%, 0.25"
     if isinstance(value, str):
         text = value.strip().lower().replace(" ", "")
-        if text.endswith("%"):
-            return int(float(text[:-1]) / 100 * total_bytes)
-        match = re.fullmatch(r"([0-9.]+)([a-z]*)", text)
-        if not match or match[2] not in _UNITS:
-            raise BudgetError(f"cannot read expert budget {value!r} (examples: 4GiB, 512MB, 25%, 0.25)")
-        return int(float(match[1]) * _UNITS[match[2]])
-    if isinstance(value, float) and 0 < value <= 1:
+        match = re.fullmatch(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(%|[a-z]*)", text)
+        if not match or (match[2] != "%" and match[2] not in _UNITS):
+            raise BudgetError(f"cannot read expert budget {value!r} ({examples})")
+        number, unit = float(match[1]), match[2]
+        if unit == "%":
+            if not 0 < number <= 100:
+                raise BudgetError(f"expert budget {value!r} must be a share in (0%, 100%]")
+            return int(number / 100 * total_bytes)
+        if unit == "" and "." in match[1]:  # a bare fraction is the share form the help shows, not bytes
+            if not 0 < number <= 1:
+                raise BudgetError(f"expert budget {value!r}: a number with a point is a share in (0, 1]; "
+                                  f"give bytes as a whole number or with a unit ({examples})")
+            return int(number * total_bytes)
+        return int(number * _UNITS[unit])
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise BudgetError(f"cannot read expert budget {value!r} ({examples})")
+    if isinstance(value, float) and value <= 1:
         return int(value * total_bytes)
     return int(value)
 
@@ -74,6 +86,11 @@ class _IOPool:
         self.jobs.put((target_call, 0 if demand else 1, rank, next(self.sequence), entry))
 
     def close(self) -> None:
+        while True:  # pending reads are moot once the engine closes (e.g. a failed preload)
+            try:
+                self.jobs.get_nowait()
+            except queue.Empty:
+                break
         for _ in self.threads:
             self.jobs.put((float("inf"), 0, 0, next(self.sequence), None))
         for thread in self.threads:

@@ -85,19 +85,15 @@ class FusionConfig:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any], section: str = "chattracker") -> "FusionConfig":
-        """Validate a flat settings mapping; unknown keys and wrong types are ``ConfigError``."""
-        own = {f.name: f for f in dataclasses.fields(cls) if f.name != "verification"}
-        verification = {f.name: f for f in dataclasses.fields(VerificationConfig)}
-        allowed = set(own) | set(verification)
-        unknown = sorted(set(settings) - allowed)
-        if unknown:
-            raise ConfigError(f"{section}: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
-        defaults, vdefaults = cls(), VerificationConfig()
-        values: dict[str, Any] = {}
-        vvalues: dict[str, Any] = {}
-        for key, value in settings.items():
-            target, default = (values, getattr(defaults, key)) if key in own else (vvalues, getattr(vdefaults, key))
-            target[key] = _checked(section, key, value, default)
+        """Validate a flat settings mapping (fusion and verification keys side by side) with the shared
+        settings check: unknown keys and wrong types are one ``ConfigError`` naming the key."""
+        from chattracker.config import check_keys, check_settings
+
+        own = {f.name for f in dataclasses.fields(cls)} - {"verification"}
+        verification = {f.name for f in dataclasses.fields(VerificationConfig)}
+        check_keys(section, dict(settings), own | verification)
+        values = check_settings(section, {k: v for k, v in settings.items() if k in own}, cls)
+        vvalues = check_settings(section, {k: v for k, v in settings.items() if k in verification}, VerificationConfig)
         config = cls(**values, verification=VerificationConfig(**vvalues))
         config.check(section)
         return config
@@ -123,25 +119,6 @@ class FusionConfig:
                               f"got {self.appearance!r}")
         if self.memory_size < 1 or self.max_foreground < 1:
             raise ConfigError(f"{section}: memory_size and max_foreground must be >= 1")
-
-
-def _checked(section: str, key: str, value: Any, default: Any) -> Any:
-    """``value`` if it has the type of ``default`` (ints accepted for floats; None for optional text)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    elif isinstance(default, dict):
-        ok = isinstance(value, dict)
-    else:  # optional or required text
-        ok = isinstance(value, str) or (value is None and default is None)
-    if not ok:
-        expected = type(default).__name__ if default is not None else "text or null"
-        raise ConfigError(f"{section}: {key} must be {expected}, got {value!r}")
-    return value
 
 
 class ChatTracker:

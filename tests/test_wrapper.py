@@ -172,7 +172,7 @@ def test_absence_is_reported_and_reaches_the_cli_json(crossing, weights_env, tmp
 def test_settings_are_validated_with_the_allowed_keys(weights_env):
     with pytest.raises(ConfigError, match=r"unknown setting\(s\) ground_evry; allowed: .*ground_every"):
         build_chattracker(build_tracker("csrt"), {"ground_evry": 3})
-    with pytest.raises(ConfigError, match="ground_every must be int"):
+    with pytest.raises(ConfigError, match="ground_every must be an integer"):
         build_chattracker(build_tracker("csrt"), {"ground_every": "often"})
     with pytest.raises(ConfigError, match="region must be one of search, frame"):
         build_chattracker(build_tracker("csrt"), {"region": "everywhere"})

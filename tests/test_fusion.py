@@ -262,3 +262,50 @@ def test_search_region_is_square_clipped_and_at_least_the_minimum():
     assert thin.w == pytest.approx(200) and math.isclose(thin.h, 200)
     corner = search_region(Box(0, 0, 30, 30), 360, 240, scale=2.0, minimum=128)
     assert corner.x == 0 and corner.y == 0 and corner.w < 128
+
+
+@pytest.mark.shared
+def test_wrapper_takes_the_jogger_back_from_the_other_jogger(development, grounder, tmp_path):
+    """Jogging-1, real frames: the base tracker is hijacked by the second jogger running beside the
+    target (a same-class look-alike); the wrapper sees its box on that jogger and switches back."""
+    from chattracker.types import TrackResult
+    from chattracker.wrapper import ChatTracker, FusionConfig
+    from chattracker_trackers.base import build_tracker
+
+    sequence = development["OTB_Jogging-1"]
+    frames = [read_image(f) for f in sequence.frames[:90]]
+    truth = [Box.from_any(b) for b in sequence.ground_truth[:90]]
+    at = 45
+    others = [b for b in persons_around(grounder, frames[at], truth[at]) if b.iou(truth[at]) < 0.05]
+    assert others, "YOLOX finds the second jogger at frame 46"
+    other = min(others, key=lambda b: math.dist(b.center, truth[at].center))
+
+    class Hijacked:
+        name = "hijacked-csrt"
+
+        def __init__(self):
+            self.inner, self.index = build_tracker("csrt"), 0
+
+        def initialize(self, frame, box, text=None):
+            self.inner.initialize(frame, box, text)
+
+        def track(self, frame):
+            self.index += 1
+            if self.index == at:
+                self.inner.initialize(frame, other)
+                return TrackResult(other, 1.0, {})
+            return self.inner.track(frame)
+
+    plain = Hijacked()
+    plain.initialize(frames[0], truth[0])
+    plain_boxes = [truth[0]] + [plain.track(frame).box for frame in frames[1:]]
+    assert np.mean([plain_boxes[i].iou(truth[i]) for i in range(at + 25, 90)]) < 0.2  # lost without the wrapper
+    wrapped = ChatTracker(Hijacked(), grounder=grounder, config=FusionConfig.from_dict(
+        {"cache_dir": str(tmp_path / "rpo"), "foreground": "person", "redescribe": False}))
+    wrapped.initialize(frames[0], truth[0])
+    boxes = [truth[0]] + [wrapped.track(frame).box for frame in frames[1:]]
+    recoveries = [e for e in wrapped.events if e["event"] == "reinitialize" and e["frame"] > at]
+    assert recoveries and recoveries[0]["frame"] <= at + 25, wrapped.events
+    np.testing.assert_allclose([b.to_list() for b in boxes[:at]], [b.to_list() for b in plain_boxes[:at]])
+    after = range(recoveries[0]["frame"], 90)
+    assert np.mean([boxes[i].iou(truth[i]) if boxes[i] else 0.0 for i in after]) > 0.5

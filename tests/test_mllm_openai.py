@@ -145,7 +145,7 @@ def test_timeout_then_success(server, caplog):
     assert result.foreground == "person in a red coat" and len(server.requests) == 2
     # one retry, because of the timeout: the slow answer was given up on, not waited for
     retries = [r.getMessage() for r in caplog.records if "retry" in r.getMessage()]
-    assert len(retries) == 1 and retries[0].startswith("openai describer: no answer within 0.3s; retry 1/2")
+    assert len(retries) == 1 and retries[0].startswith("openai describer: no complete answer within 0.3s; retry 1/2")
 
 
 def test_500s_then_success_with_backoff(server):

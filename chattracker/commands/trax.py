@@ -7,6 +7,8 @@ import contextlib
 import logging
 import sys
 
+from chattracker.run_record import add_choice_arguments
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -14,10 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Speaks TraX on stdin/stdout (or the socket in $TRAX_SOCKET) until the client quits. Put it in "
                     "the toolkit's trackers.ini as `command = chattracker trax --config FILE` with protocol = trax. "
                     "The tracker is built once; every initialisation request starts a new sequence.")
-    parser.add_argument("--tracker", default="auto",
-                        help="tracker name (auto = nanotrack_v2 when its weights are found, else csrt)")
-    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker)")
-    parser.add_argument("--enhance", action="store_true", help="wrap the tracker with the ChatTracker fusion module")
+    add_choice_arguments(parser)  # as `track`: ChatTracker around NanoTrack v2 unless told otherwise
+    parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker); "
+                                         "--tracker, --plain and --enhance override it")
     parser.add_argument("--log", help="also write ChatTracker's log to this file (the toolkit keeps a tracker's "
                                       "output only in debug mode); -v / -vv set the level")
     parser.add_argument("--trax-log", help="file for libtrax's protocol log (debugging an integration)")

@@ -148,3 +148,43 @@ def test_eval_with_descriptions_uses_the_pack_instead_of_rpo(shared_data, weight
     assert main(["eval", "--dataset", "folder", "--root", str(shared_data / "sot_dev"), "--sequences", "OTB_Football1",
                  "--tracker", "mil", "--results", str(tmp_path / "r2"), "--descriptions", str(pack)]) == 2
     assert "needs a ChatTracker config" in capsys.readouterr().err
+
+
+def test_round_batcher_sends_each_round_as_one_batch_even_when_runs_end_early():
+    import threading
+
+    from chattracker.mllm.batch import RoundBatcher
+
+    class Backend:
+        def __init__(self):
+            self.batches = []
+
+        def _chat(self, prompt, image):
+            raise AssertionError("a view must not call the backend one prompt at a time")
+
+        def chat_batch(self, requests):
+            self.batches.append(sorted(prompt for prompt, _ in requests))
+            return [(f"reply to {prompt}", {"batch": len(requests)}) for prompt, _ in requests]
+
+    backend = Backend()
+    batcher = RoundBatcher(backend, runs=3)
+    replies, infos = {}, {}
+
+    def run(name, rounds):
+        view = batcher.view()
+        try:
+            replies[name] = [view._chat(f"{name}{index}", None) for index in range(rounds)]
+            infos[name] = view._last_info  # the facts of its own last batch
+        finally:
+            batcher.finished()
+
+    threads = [threading.Thread(target=run, args=(name, rounds)) for name, rounds in (("a", 1), ("b", 2), ("c", 3))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert backend.batches == [["a0", "b0", "c0"], ["b1", "c1"], ["c2"]]
+    assert replies == {"a": ["reply to a0"], "b": ["reply to b0", "reply to b1"],
+                       "c": ["reply to c0", "reply to c1", "reply to c2"]}
+    assert batcher.batches == [3, 2, 1]
+    assert infos == {"a": {"batch": 3}, "b": {"batch": 2}, "c": {"batch": 1}}

@@ -131,9 +131,10 @@ class CoactivationPredictor(FatePredictor):
         if position + 1 >= len(self.gates):
             return None
         scores = self.scores(position, hidden_states)
-        order = [e for e in torch.argsort(scores, descending=True, stable=True).tolist() if scores[e] > 0]
-        predicted = {e for e in order if scores[e] >= 0.5}  # expected to get at least half a token
-        return Prediction(order, predicted, pooled=hidden_states.shape[0] > 1,
+        # only experts expected to get at least half a token: the table spreads a little weight over many experts,
+        # and reading all of them would spend the layer's slots and bandwidth on guesses that mostly miss
+        order = [e for e in torch.argsort(scores, descending=True, stable=True).tolist() if scores[e] >= 0.5]
+        return Prediction(order, set(order), pooled=hidden_states.shape[0] > 1,
                           counts=[max(1, int(round(float(scores[e])))) for e in order])
 
 

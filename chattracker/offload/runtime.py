@@ -154,7 +154,7 @@ class OffloadEngine:
         self.useful: dict[int, list[float]] = {}  # layer -> [decode rounds seen, decayed reads ahead used per round]
         self.gate_skipped: dict[int, int] = {}  # layer -> prediction rounds skipped since the last probe
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
-        self._last_entry: tuple[int, float, float] | None = None
+        self._last_entry: tuple[int, float, float, int] | None = None  # position, time, io wait, experts used
         self._in_prefill = False  # the last layer-0 call had several tokens (a prefill, or a chunk of one)
         self.step_length: int | None = None  # tokens per sequence in the model call under way (set by begin_step)
         self.compute_log: list[tuple[int, int, bool, int]] | None = None  # a list: (layer, expert, present, tokens)

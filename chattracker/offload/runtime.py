@@ -43,6 +43,7 @@ METHODS = {
     # over the group plus the calibrated layer-to-layer co-activation table; the planner picks the cache split
     "klotski": ("shallow", "arc", "klotski", True),
 }
+GATED = ("fate", "klotski")  # predictors whose single-sequence decode reads ahead under Fate's waste controls
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
           "g": 1e9, "gb": 1e9, "gib": 2**30}
 
@@ -381,7 +382,7 @@ class OffloadEngine:
                 cold = self._cold_tail(prediction.ranking, prediction.counts)
         else:
             limit = min(self.top_k, capacity)
-            if self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
+            if self.prefetch_name in GATED and self.io.load_seconds and self.layer_seconds:
                 # Fate decode: beyond the predicted top-k, runner-ups only while the loads still fit in one layer's
                 # compute time; loads that cannot arrive in time would only delay the real misses and evict
                 missing = sum((layer, e) not in self.cache.entries for e in prediction.ranking[:limit])
@@ -389,7 +390,7 @@ class OffloadEngine:
                 limit = min(capacity, limit + max(0, spare))
         # predicted experts already present count as referenced, so this layer's prefetches evict others first
         self.cache.touch(layer, prediction.ranking[:limit])
-        counts = self.rank_counts.get(layer) if self.prefetch_name == "fate" and not prediction.pooled else None
+        counts = self.rank_counts.get(layer) if self.prefetch_name in GATED and not prediction.pooled else None
         if counts is not None and self._reads_ahead_wasted(layer):
             return
         issued = self.issued.setdefault(position + 1, []) if counts is not None else None
@@ -424,7 +425,7 @@ class OffloadEngine:
         right guess names an expert already present, so the saving per round (reads ahead used per round x one
         read's time) falls below the router call. Judged after 16 decode rounds of the layer; one round in 8 still
         predicts, so a change of routing is noticed."""
-        if not self.adaptive_gate or self.prefetch_name != "fate" or not self.io.load_seconds or not self.gate_seconds:
+        if not self.adaptive_gate or self.prefetch_name not in GATED or not self.io.load_seconds or not self.gate_seconds:
             return False
         seen, rate = self.useful.get(layer, (0, 0.0))
         if seen < 16 or rate * self.io.load_seconds >= self.gate_seconds:

@@ -94,11 +94,11 @@ def write_random_checkpoint(size: dict, folder: Path) -> None:
     config.save_pretrained(folder)
 
 
-def make_inputs(size: dict) -> dict:
+def make_inputs(size: dict, seed: int = 1) -> dict:
     """A prompt of ``size['prompt']`` tokens: text, one image (image_side^2 patches, 2x2 merged), text."""
     side = size["image_side"]
     image_tokens = side * side // 4
-    generator = torch.Generator().manual_seed(1)
+    generator = torch.Generator().manual_seed(seed)
     text = size["prompt"] - image_tokens - 2
     words = torch.randint(0, IMAGE_TOKEN, (text,), generator=generator).tolist()
     ids = words[: text // 2] + [IMAGE_TOKEN + 2] + [IMAGE_TOKEN] * image_tokens + [IMAGE_TOKEN + 3] + words[text // 2:]
@@ -119,6 +119,19 @@ def warm_up(model, inputs: dict, words: int = 8) -> None:
     with torch.no_grad():
         model.generate(**{**inputs, "input_ids": kept, "attention_mask": torch.ones_like(kept)}, max_new_tokens=2,
                        do_sample=False, prefill_chunk_size=kept.shape[1] // 2 + 1)
+
+
+def correlate_routers(model, seed: int = 7) -> None:
+    """Real layer-to-layer correlation: each layer's router is the previous one's with its experts (rows) permuted.
+
+    The residual stream changes little from one layer to the next, so a token that picks expert a at layer p then
+    picks pi(a) at layer p+1 much of the time: the kind of structure Klotski's co-activation table captures."""
+    layers = model.model.language_model.layers
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for previous, layer in zip(layers, layers[1:]):
+            order = torch.randperm(previous.mlp.gate.weight.shape[0], generator=generator)
+            layer.mlp.gate.weight.copy_(previous.mlp.gate.weight[order])
 
 
 def add_zipf_bias(model, exponent: float) -> None:
@@ -388,6 +401,7 @@ class _TurnTimer:
         self.busy: list[float] = []
         self.resumed = 0.0
         self.io_wait_at_prefill = 0.0
+        self.hits_at_prefill = (0, 0)
 
     def __call__(self, input_ids, scores):
         import greenlet
@@ -395,6 +409,8 @@ class _TurnTimer:
         self.busy.append(time.perf_counter() - self.resumed)
         if len(self.busy) == 1:
             self.io_wait_at_prefill = self.engine.stats.io_wait_s
+            summary = self.engine.stats.summary()
+            self.hits_at_prefill = (summary["hits"], summary["demanded"])
         forced = torch.full_like(scores, -math.inf)
         forced[:, self.tokens[len(self.busy) - 1]] = 0
         greenlet.getcurrent().parent.switch()
@@ -423,6 +439,7 @@ def run_paired(job: dict) -> dict:
     steps: dict[str, list[float]] = {m: [] for m in names}
     by_round: dict[str, list[float]] = {m: [] for m in names}
     io_wait: dict[str, list[float]] = {m: [] for m in names}
+    hits: dict[str, list[float]] = {m: [] for m in names}
     for index in range(job["rounds"]):
         models, timers, runners = {}, {}, {}
         for method in names:
@@ -430,6 +447,8 @@ def run_paired(job: dict) -> dict:
                                                  method=method, io_threads=job.get("io_threads", 2))
             if job["regime"] == "zipf":
                 add_zipf_bias(model, ZIPF_EXPONENT)
+            elif job["regime"] == "correlated":
+                correlate_routers(model)
             warm_up(model, inputs)
             models[method] = (model, engine)
             timers[method] = _TurnTimer(tokens, engine)
@@ -456,6 +475,9 @@ def run_paired(job: dict) -> dict:
             by_round[method].append(sorted(decode)[len(decode) // 2])
             engine = models[method][1]
             io_wait[method].append((engine.stats.io_wait_s - timer.io_wait_at_prefill) / len(decode))
+            summary = engine.stats.summary()
+            demanded = summary["demanded"] - timer.hits_at_prefill[1]
+            hits[method].append((summary["hits"] - timer.hits_at_prefill[0]) / demanded if demanded else 0.0)
             engine.close()
         del models, timers, runners
         gc.collect()
@@ -463,7 +485,7 @@ def run_paired(job: dict) -> dict:
     step_ratio = sorted(lod / fate for lod, fate in zip(steps["lod"], steps["fate"]))
     return {"method": "paired", "regime": job["regime"], "budget": job["budget"], "rounds": job["rounds"],
             "decode_s_per_token": median, "decode_s_per_token_by_round": by_round,
-            "decode_io_wait_s_per_token_by_round": io_wait,
+            "decode_io_wait_s_per_token_by_round": io_wait, "decode_hit_rate_by_round": hits,
             "fate_decode_speedup_vs_lod": median["lod"] / median["fate"],
             "fate_decode_speedup_vs_lod_median_step_ratio": step_ratio[len(step_ratio) // 2],
             "fate_decode_speedup_vs_lod_overlap": median["lod-overlap"] / median["fate"]}
@@ -661,11 +683,18 @@ def summarize(rows: list[dict], bandwidth: float, budgets: list[float], paired: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small model, 25%% budget only, in-process (< 1 min)")
+    parser.add_argument("--batches", help="Klotski mode: batch-group sizes to measure, e.g. 1,2,4,8,16, on the IO-heavy "
+                        "Qwen3-VL-30B-A3B expert shape (bench/offload_batches.py)")
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     parser.add_argument("--workdir", type=Path, help="where the model and store go (default: a temp folder)")
     parser.add_argument("--rounds", type=int, help="measure every method this many times, interleaved (default: 2, "
                         "quick 1); the machine's speed drifts, so each method's rounds are spread over the run")
     args = parser.parse_args()
+    if args.batches:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import offload_batches
+
+        return offload_batches.main(args)
     if args.rounds is not None and args.rounds < 1:
         parser.error(f"--rounds must be at least 1, not {args.rounds}")
     import logging

@@ -58,6 +58,7 @@ class RunJob:
     language: str
     tracker: str
     results_dir: Path
+    description: tuple[str, str] | None = None  # (foreground, background) from a pack: no RPO
 
 
 @dataclass
@@ -112,7 +113,12 @@ def track_sequence(job: RunJob) -> RunOutcome:
         x, y, w, h = job.init_box
         if not (np.isfinite(job.init_box).all() and w > 0 and h > 0):
             raise ValueError(f"first ground-truth box {list(job.init_box)} has no area; cannot initialise")
-        tracker = build_tracker_from_spec(job.tracker)
+        if job.description is None:
+            tracker = build_tracker_from_spec(job.tracker)
+        else:
+            from chattracker.packs import build_described_tracker
+
+            tracker = build_described_tracker(job.tracker, *job.description)
         frames = read_frames(job, warnings)
         records = run_tracker(tracker, frames, Box(x, y, w, h), job.language or None, total=len(job.frames),
                               progress=False)
@@ -139,7 +145,8 @@ def track_sequence(job: RunJob) -> RunOutcome:
                           warnings)
 
 
-def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path) -> tuple[list[RunJob], list[RunOutcome]]:
+def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path,
+              descriptions: dict[str, tuple[str, str]] | None = None) -> tuple[list[RunJob], list[RunOutcome]]:
     """Jobs for the sequences not done yet; sequences whose frames cannot be listed fail here."""
     jobs, outcomes = [], []
     for sequence in sequences:
@@ -154,7 +161,8 @@ def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path) -> tup
             outcomes.append(RunOutcome(sequence.name, "failed", error=f"{type(error).__name__}: {error}"))
             continue
         box = tuple(float(v) for v in sequence.init_box)
-        jobs.append(RunJob(sequence.name, list(frames), box, sequence.language, tracker, results_dir))
+        jobs.append(RunJob(sequence.name, list(frames), box, sequence.language, tracker, results_dir,
+                           (descriptions or {}).get(sequence.name)))
     return jobs, outcomes
 
 
@@ -261,8 +269,10 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Path, workers: int = 1,
-                  progress: bool = True, manifest: dict | None = None) -> list[RunOutcome]:
-    """Run ``tracker`` (a registered name or a YAML config) over ``sequences`` into ``results_dir``."""
+                  progress: bool = True, manifest: dict | None = None,
+                  descriptions: dict[str, tuple[str, str]] | None = None) -> list[RunOutcome]:
+    """Run ``tracker`` (a registered name or a YAML config) over ``sequences`` into ``results_dir``; with
+    ``descriptions`` (sequence -> foreground, background) an enhanced tracker uses them instead of running RPO."""
     results_dir = Path(results_dir)
     with hold_results_folder(results_dir):
         record = None
@@ -270,17 +280,18 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
             record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
             write_json(results_dir / RUN_RECORD, record)
         try:
-            return _run(sequences, tracker, results_dir, workers, progress)
+            return _run(sequences, tracker, results_dir, workers, progress, descriptions)
         finally:
             if record is not None:
                 finish_record(results_dir, record)
 
 
-def _run(sequences: list[Sequence], tracker: str, results_dir: Path, workers: int, progress: bool) -> list[RunOutcome]:
+def _run(sequences: list[Sequence], tracker: str, results_dir: Path, workers: int, progress: bool,
+         descriptions: dict[str, tuple[str, str]] | None = None) -> list[RunOutcome]:
     stale = remove_stale_temporaries(results_dir)
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
-    jobs, outcomes = make_jobs(sequences, tracker, results_dir)
+    jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions)
     bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
     try:
         if workers <= 1 or len(jobs) <= 1:

@@ -31,8 +31,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run reflection-based prompt optimisation on one image: the describer writes a phrase for the "
                     "boxed target, the grounder finds it, positive/negative words go back to the describer. Writes "
                     "rpo.json (the whole trace) and round_<k>.png (each round's grounding) into --out.")
-    parser.add_argument("image", help="image file (the first frame)")
-    parser.add_argument("--box", required=True, help=BOX_HELP.replace("initial box on the first frame", "target box"))
+    parser.add_argument("image", nargs="?", help="image file (the first frame); or use --dataset")
+    parser.add_argument("--box", help=BOX_HELP.replace("initial box on the first frame", "target box"))
+    parser.add_argument("--dataset", help="describe every sequence of a benchmark instead (lasot, lasot_ext, tnl2k, otb, "
+                        "otb99_lang, vot, folder): one description pack per sequence in --out, resumable")
+    parser.add_argument("--root", help="with --dataset: the dataset root")
+    parser.add_argument("--sequences", nargs="+", help="with --dataset: only these sequences")
+    parser.add_argument("--split", choices=("test", "all"), help="with --dataset lasot/tnl2k: test list (default) or all")
+    parser.add_argument("--parallel", type=int, default=0,
+                        help="with --dataset: sequences advanced together, round by round (default 0: all of them)")
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="with --dataset: no attributes-describer fallback when the model gives nothing usable")
+    parser.add_argument("--no-progress", action="store_true", help="with --dataset: no progress bar")
     parser.add_argument("--describer", help=f"describer name (default {DEFAULT_DESCRIBER}; also hf, openai)")
     parser.add_argument("--grounder", help=f"grounder name (default {DEFAULT_GROUNDER}; also hf)")
     parser.add_argument("--config", help="YAML with describer: {name, params}, grounder: {name, params}, rpo: {...}")
@@ -118,9 +128,26 @@ def write_png(path: Path, picture_bgr: np.ndarray) -> None:
 
 
 
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings = load_yaml(args.config) if args.config else {}
+    if args.iterations is not None:
+        settings["rpo"] = {**(settings.get("rpo") or {}), "iterations": args.iterations}
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
     from chattracker.rpo import RPOCache, run_rpo_cached
 
+    if args.iterations is not None and args.iterations < 0:
+        raise InputError("--iterations must be >= 0")
+    if args.dataset:
+        from chattracker.commands._describe_dataset import run_dataset
+
+        if args.parallel < 0:
+            raise InputError("--parallel must be >= 0")
+        return run_dataset(args, _settings(args))
+    if not args.image or not args.box:
+        raise InputError("give an image and --box (or --dataset, --root and --out)")
     image_path = Path(args.image)
     image = read_image(image_path)
     try:
@@ -128,14 +155,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise InputError(str(error)) from None
     box = check_init_box(box, image.shape[1], image.shape[0])
-    if args.iterations is not None and args.iterations < 0:
-        raise InputError("--iterations must be >= 0")
-    settings = load_yaml(args.config) if args.config else {}
-    if args.iterations is not None:
-        settings["rpo"] = {**(settings.get("rpo") or {}), "iterations": args.iterations}
     if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
         raise InputError(f"--cache {args.cache} is a file, not a folder")
-    describer, grounder, config = build_components(settings, args.describer, args.grounder)
+    describer, grounder, config = build_components(_settings(args), args.describer, args.grounder)
     out = Path(args.out) if args.out else free_folder(Path("runs") / "describe", default_name(image_path))
     with RunFolder(out, "rpo.json", args.overwrite) as folder:
         cache = RPOCache(args.cache) if args.cache else None

@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tracker", required=True, help="registered tracker name or a YAML config")
     parser.add_argument("--sequences", nargs="+", help="only these sequences")
     parser.add_argument("--split", choices=("test", "all"), help="LaSOT/TNL2K: test list (default) or all")
+    parser.add_argument("--descriptions", metavar="PACK",
+                        help="a description pack folder (`chattracker describe --dataset`): its descriptions are used "
+                             "instead of running RPO (needs a ChatTracker YAML config)")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--results", help="output folder (default results/<dataset>/<tracker>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -38,14 +41,22 @@ def run(args: argparse.Namespace) -> int:
 
     if args.workers < 1:
         raise InputError("--workers must be at least 1")
-    build_tracker_from_spec(args.tracker)  # a bad name or config fails here, once, not per sequence
     options = {"split": args.split} if args.split and args.dataset in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.dataset, args.root, **options)
     sequences = benchmark.sequences.select(list(dict.fromkeys(args.sequences)) if args.sequences else None)
+    descriptions = None
+    if args.descriptions:
+        from chattracker.packs import build_described_tracker, descriptions_for
+
+        descriptions = descriptions_for(args.descriptions, sequences.names())
+        build_described_tracker(args.tracker, *next(iter(descriptions.values()), ("", "")))  # a bad config fails once
+    else:
+        build_tracker_from_spec(args.tracker)  # a bad name or config fails here, once, not per sequence
     results = Path(args.results) if args.results else Path("results") / args.dataset / Path(args.tracker).stem
     manifest = {"dataset": args.dataset, "root": str(args.root), "tracker": args.tracker,
-                "sequences": sequences.names(), "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    outcomes = run_benchmark(sequences, args.tracker, results, args.workers, not args.no_progress, manifest)
+                "sequences": sequences.names(), "descriptions": args.descriptions, "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+    outcomes = run_benchmark(sequences, args.tracker, results, args.workers, not args.no_progress, manifest,
+                             descriptions=descriptions)
     done = [o for o in outcomes if o.status == "done"]
     skipped = [o for o in outcomes if o.status == "skipped"]
     failed = [o for o in outcomes if o.status == "failed"]

@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     generate.add_argument("store_dir")
     generate.add_argument("--prompt", required=True)
     generate.add_argument("--expert-budget", default="25%", help="bytes (4GiB, 512MB) or a share (25%%, 0.25)")
-    generate.add_argument("--method", choices=("fate", "lod", "lod-overlap", "eap", "resident"), default="fate",
-                          help="expert serving method (default fate); lod, lod-overlap and eap are baselines")
+    generate.add_argument("--method", choices=("fate", "klotski", "lod", "lod-overlap", "eap", "resident"),
+                          default="fate", help="expert serving method (default fate; klotski: fate for batches plus "
+                          "the store's co-activation table); lod, lod-overlap and eap are baselines")
     generate.add_argument("--max-new-tokens", type=_positive, default=32, help="tokens to generate (at least 1)")
     generate.add_argument("--prefill-chunk", type=_tokens, default=128,
                           help="prompt tokens per prefill pass; bounds activation memory (0: whole prompt at once)")

@@ -61,7 +61,7 @@ class HFDescriber(ChatDescriber):
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 96,
                  offload: dict[str, Any] | None = None, system_role: bool = True, do_sample: bool = False,
                  trust_remote_code: bool = False, prompts_dir: str | Path | None = None,
-                 image_max_side: int | None = 768, ask_background: bool = True) -> None:
+                 image_max_side: int | None = 768, ask_background: bool = True, batch_size: int = 8) -> None:
         super().__init__(prompts_dir=prompts_dir, image_max_side=image_max_side, ask_background=ask_background)
         if max_new_tokens < 1:
             raise ConfigError("hf describer: max_new_tokens must be >= 1")
@@ -69,6 +69,9 @@ class HFDescriber(ChatDescriber):
         self.device = pick_device(device)
         self.dtype = dtype
         self.max_new_tokens = int(max_new_tokens)
+        if int(batch_size) < 1:
+            raise ConfigError("hf describer: batch_size must be >= 1")
+        self.batch_size = int(batch_size)  # prompts per generate() call: the Klotski group on the offload engine
         self.system_role = system_role
         self.do_sample = do_sample
         self.offload = self._check_offload(offload)
@@ -149,25 +152,43 @@ class HFDescriber(ChatDescriber):
         return [{"role": "user", "content": [picture, {"type": "text", "text": prompt.system + "\n\n" + prompt.user}]}]
 
     def _chat(self, prompt: RenderedPrompt, image: Frame) -> str:
+        reply, self._last_info = self.chat_batch([(prompt, image)])[0]
+        return reply
+
+    def chat_batch(self, requests: list[tuple[RenderedPrompt, Frame]]) -> list[tuple[str, dict[str, Any]]]:
+        """Replies (and facts for the trace) to several prompts, ``batch_size`` at a time as one left-padded
+        ``generate()`` each: on the offload engine every expert read then serves the whole group (Klotski)."""
         import torch
 
         if not getattr(self.processor, "chat_template", None):
             raise ConfigError(f"hf describer: the processor of {self.model_name!r} has no chat template "
                               "(an instruction-tuned model ships one in chat_template.jinja)")
-        inputs = self.processor.apply_chat_template(self._messages(prompt, image), add_generation_prompt=True,
-                                                    tokenize=True, return_dict=True, return_tensors="pt")
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        tokenizer.padding_side = "left"  # generation continues each row from its own last token
         device = self.device if not self.offload else getattr(self.model, "device", self.device)
-        inputs = inputs.to(device)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample)
-        new_tokens = output[:, inputs["input_ids"].shape[1]:]
-        reply = self.processor.batch_decode(new_tokens, skip_special_tokens=True)[0]
-        self._last_info = {"seconds": round(time.perf_counter() - start, 3), "prompt_tokens": int(inputs["input_ids"].shape[1]),
-                           "new_tokens": int(new_tokens.shape[1])}
-        if self.engine is not None:
-            self._last_info["offload_stats"] = _json_ready(getattr(self.engine, "stats", None))
-        return reply
+        out: list[tuple[str, dict[str, Any]]] = []
+        for first in range(0, len(requests), self.batch_size):
+            group = requests[first:first + self.batch_size]
+            inputs = self.processor.apply_chat_template([self._messages(p, image) for p, image in group],
+                                                        add_generation_prompt=True, tokenize=True, return_dict=True,
+                                                        return_tensors="pt",
+                                                        processor_kwargs={"padding": True}).to(device)
+            start = time.perf_counter()
+            with torch.inference_mode():
+                output = self.model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=self.do_sample,
+                                             pad_token_id=tokenizer.pad_token_id)
+            new_tokens = output[:, inputs["input_ids"].shape[1]:]
+            replies = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+            info: dict[str, Any] = {"seconds": round(time.perf_counter() - start, 3), "batch": len(requests),
+                                    "group": len(group)}
+            if self.engine is not None:
+                info["offload_stats"] = _json_ready(getattr(self.engine, "stats", None))
+            for row, reply in enumerate(replies):
+                produced = new_tokens[row]
+                ended = (produced == tokenizer.pad_token_id).nonzero() if tokenizer.pad_token_id is not None else []
+                out.append((reply, {**info, "prompt_tokens": int(inputs["attention_mask"][row].sum()),
+                                    "new_tokens": int(ended[0, 0]) if len(ended) else int(produced.shape[0])}))
+        return out
 
     def _exchange_info(self) -> dict[str, Any]:
         return dict(self._last_info)

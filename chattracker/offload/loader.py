@@ -97,12 +97,23 @@ def build_model(model_dir: Path, dtype: torch.dtype) -> nn.Module:
     return model.eval()
 
 
+def _step_hook(engine: OffloadEngine):
+    """Tell the engine how many tokens per sequence each model call brings (1: decode, whatever the batch)."""
+    def hook(module, args, kwargs):
+        tokens = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else kwargs.get("inputs_embeds")
+        if tokens is None and args:
+            tokens = args[0]
+        engine.begin_step(int(tokens.shape[1]) if tokens is not None and tokens.dim() >= 2 else None)
+    return hook
+
+
 def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | float, method: str = "fate",
                          dtype: torch.dtype = torch.float32, device: str = "cpu", verify: str = "first",
                          prefill_chunk: int | None = 128, **options):
     """(model, engine): a stock transformers model whose experts come from ``store_dir`` within ``expert_budget``.
 
-    ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "lod" (LRU, each miss read when its
+    ``method``: "fate" (shallow-favoring ARC cache + cross-layer gate prefetch), "klotski" (fate for batches: gate pooled
+    over the batch + the store's co-activation table), "lod" (LRU, each miss read when its
     turn comes), "lod-overlap" (lod + Fate's compute/IO overlap), "eap" (LRU + expert-activation-path prefetch),
     "resident" (every expert in memory). ``options`` go to :class:`OffloadEngine` (allocation, policy, prefetch,
     overlap, io_threads, resident_layers, min_precision, adaptive_gate, and cold_tail: the share of a prefill's
@@ -128,6 +139,7 @@ def load_offloaded_model(model_dir, store_dir, *, expert_budget: int | str | flo
     engine = OffloadEngine(store, budget, method, top_k=top_k, device=device, **options)
     try:
         engine.attach(moe_blocks(model))
+        model.register_forward_pre_hook(_step_hook(engine), with_kwargs=True)
         if device != "cpu":
             model.to(device)
         engine.preload()

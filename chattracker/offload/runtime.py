@@ -23,6 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from chattracker.offload.cache import BudgetError, ExpertCache, allocate
+from chattracker.offload.coactivation import CoactivationPredictor, CoactivationTable
 from chattracker.offload.prefetch import ActivationPathPredictor, FatePredictor, Predictor
 from chattracker.offload.quant import qlinear
 from chattracker.offload.stats import EngineStats
@@ -39,7 +40,11 @@ METHODS = {
     "lod-overlap": ("even", "lru", "none", True),  # ablation: load-on-demand plus Fate's compute/IO overlap
     "eap": ("even", "lru", "eap", True),
     "resident": ("even", "lru", "none", True),
+    # Klotski: several sequences go through each layer together (a padded batch); prefetch from Fate's gate pooled
+    # over the group plus the calibrated layer-to-layer co-activation table; the planner picks the cache split
+    "klotski": ("shallow", "arc", "klotski", True),
 }
+GATED = ("fate", "klotski")  # predictors whose single-sequence decode reads ahead under Fate's waste controls
 _UNITS = {"": 1, "b": 1, "k": 1e3, "kb": 1e3, "kib": 2**10, "m": 1e6, "mb": 1e6, "mib": 2**20,
           "g": 1e9, "gb": 1e9, "gib": 2**30}
 
@@ -167,8 +172,14 @@ class OffloadEngine:
         self.useful: dict[int, list[float]] = {}  # layer -> [decode rounds seen, decayed reads ahead used per round]
         self.gate_skipped: dict[int, int] = {}  # layer -> prediction rounds skipped since the last probe
         self.layer_seconds = 0.0  # moving average time from one decode MoE layer to the next
-        self._last_entry: tuple[int, float, float] | None = None
+        self._last_entry: tuple[int, float, float, int] | None = None  # position, time, io wait, experts used
         self._in_prefill = False  # the last layer-0 call had several tokens (a prefill, or a chunk of one)
+        self.step_length: int | None = None  # tokens per sequence in the model call under way (set by begin_step)
+        self.compute_log: list[tuple[int, int, bool, int]] | None = None  # a list: (layer, expert, present, tokens)
+        self.routing_log: list[tuple[int, torch.Tensor]] | None = None  # a list: (position, top_k_index) per call
+        # (tokens, experts of the previous layer, seconds) per pair of consecutive MoE calls: that layer's expert
+        # compute plus the next layer's dense part, IO waits taken out; the planner fits its compute model to them
+        self.compute_samples: deque[tuple[int, int, float]] = deque(maxlen=4096)
         self.copy_stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
 
     # ---- set-up ---------------------------------------------------------------------------------------------
@@ -183,6 +194,12 @@ class OffloadEngine:
             gates.append(block.gate)
         if self.prefetch_name == "fate":
             self.predictor = FatePredictor(gates, self.store.num_experts)
+        elif self.prefetch_name == "klotski":
+            table = CoactivationTable.load(self.store)
+            if table is None:
+                log.info("store %s has no co-activation table (coactivation.calibrate builds one); "
+                         "prefetching from the cross-layer gate alone", self.store.root)
+            self.predictor = CoactivationPredictor(gates, self.store.num_experts, table)
         elif self.prefetch_name == "eap":
             self.predictor = ActivationPathPredictor(len(layers), self.store.num_experts, self.top_k)
         elif self.prefetch_name != "none":
@@ -218,6 +235,12 @@ class OffloadEngine:
     def close(self) -> None:
         self.io.close()
 
+    def begin_step(self, tokens_per_sequence: int | None) -> None:
+        """A model call starts with this many tokens per sequence (1: a decode step, whatever the batch size).
+
+        Without it a call of several tokens counts as a prefill, which is wrong for a batched decode step."""
+        self.step_length = tokens_per_sequence
+
     # ---- the MoE layer call ---------------------------------------------------------------------------------
     def _wait(self, entry) -> None:
         with self.cache.cond:
@@ -229,19 +252,27 @@ class OffloadEngine:
             top_k_weights: torch.Tensor) -> torch.Tensor:
         now = time.perf_counter()
         tokens = hidden_states.shape[0]
-        if tokens == 1 and self._last_entry is not None and self._last_entry[0] == position - 1:
+        prefill = tokens > 1 if self.step_length is None else self.step_length > 1
+        if self._last_entry is not None and self._last_entry[0] == position - 1:
             # compute time of one layer: the gap between MoE calls minus the time spent blocked on IO in between
             gap = now - self._last_entry[1] - (self.stats.io_wait_s - self._last_entry[2])
-            self.layer_seconds = gap if not self.layer_seconds else 0.8 * self.layer_seconds + 0.2 * gap
-        self._last_entry = (position, now, self.stats.io_wait_s)
+            if tokens == 1:
+                self.layer_seconds = gap if not self.layer_seconds else 0.8 * self.layer_seconds + 0.2 * gap
+            if not prefill:
+                self.compute_samples.append((tokens, self._last_entry[3], gap))
         call = self.calls = self.calls + 1
-        if position == 0 and tokens > 1 and not self._in_prefill:
+        if position == 0 and prefill and not self._in_prefill:
             self.predictor.begin_request()  # a new prompt; later chunks of a chunked prefill continue it
         if position == 0:
-            self._in_prefill = tokens > 1
+            self._in_prefill = prefill
         num_experts = self.store.num_experts
         flat = top_k_index.reshape(-1)
-        used = torch.unique(flat[flat < num_experts]).tolist()
+        demand = torch.bincount(flat[flat < num_experts], minlength=num_experts)
+        # Klotski's order: most-demanded first (resident ones are computed before any that must still arrive)
+        used = [e for e in torch.argsort(demand, descending=True, stable=True).tolist() if demand[e] > 0]
+        self._last_entry = (position, now, self.stats.io_wait_s, len(used))
+        if self.routing_log is not None:
+            self.routing_log.append((position, top_k_index.detach().clone()))
         predicted = self.pending.pop(position, None)
         if predicted is not None:
             predicted_set, ranking = predicted
@@ -263,11 +294,9 @@ class OffloadEngine:
             self.issued_counts[layer] = [0.9 * read + len(issued), 0.9 * right + sum(e in used for e in issued)]
         self.predictor.observe(position, top_k_index)
 
-        prefill = tokens > 1
         cold: set[int] = set()
         if prefill and self.cold_tail:
-            counts = torch.bincount(flat[flat < num_experts], minlength=num_experts)
-            cold = self._cold_tail(used, [int(counts[e]) for e in used])
+            cold = self._cold_tail(used, [int(demand[e]) for e in used])
         ready, waiting, missing = deque(), [], deque()
         for expert in used:
             entry = self.cache.lookup(layer, expert, cold_ok=prefill)
@@ -288,7 +317,11 @@ class OffloadEngine:
             self._issue_demand(layer, call, missing, waiting, cold)
         self._prefetch(position, call, hidden_states)
 
-        output = torch.zeros_like(hidden_states)
+        # one row per (token, top-k slot), summed in slot order at the end: the result does not depend on the order
+        # in which experts are computed (it varies with what is cached), so a batched run gives each sequence the
+        # bits it gets alone
+        output = hidden_states.new_zeros(hidden_states.shape[0], top_k_index.shape[-1], hidden_states.shape[-1])
+        present = {entry.expert for entry in ready}
         while ready or waiting or missing:
             if not ready and not waiting:
                 # overlap: every slot is taken by loads still in flight (e.g. wrong prefetches); otherwise the present
@@ -312,13 +345,15 @@ class OffloadEngine:
                         raise entry.error
                     ready.append(entry)
             entry = ready.popleft()
+            if self.compute_log is not None:
+                self.compute_log.append((layer, entry.expert, entry.expert in present, int(demand[entry.expert])))
             try:
                 self._compute(entry, act_fn, hidden_states, top_k_index, top_k_weights, output)
             finally:
                 self.cache.unpin(entry)
             if self.overlap:
                 self._issue_demand(layer, call, missing, waiting, cold)
-        return output
+        return output.sum(dim=1)
 
     def _issue_demand(self, layer: int, call: int, missing: deque, waiting: list, cold: set[int],
                       limit: int | None = None) -> int:
@@ -364,7 +399,7 @@ class OffloadEngine:
                 cold = self._cold_tail(prediction.ranking, prediction.counts)
         else:
             limit = min(self.top_k, capacity)
-            if self.prefetch_name == "fate" and self.io.load_seconds and self.layer_seconds:
+            if self.prefetch_name in GATED and self.io.load_seconds and self.layer_seconds:
                 # Fate decode: beyond the predicted top-k, runner-ups only while the loads still fit in one layer's
                 # compute time; loads that cannot arrive in time would only delay the real misses and evict
                 missing = sum((layer, e) not in self.cache.entries for e in prediction.ranking[:limit])
@@ -372,7 +407,7 @@ class OffloadEngine:
                 limit = min(capacity, limit + max(0, spare))
         # predicted experts already present count as referenced, so this layer's prefetches evict others first
         self.cache.touch(layer, prediction.ranking[:limit])
-        counts = self.rank_counts.get(layer) if self.prefetch_name == "fate" and not prediction.pooled else None
+        counts = self.rank_counts.get(layer) if self.prefetch_name in GATED and not prediction.pooled else None
         if counts is not None and self._reads_ahead_wasted(layer):
             return
         issued = self.issued.setdefault(position + 1, []) if counts is not None else None
@@ -407,7 +442,7 @@ class OffloadEngine:
         right guess names an expert already present, so the saving per round (reads ahead used per round x one
         read's time) falls below the router call. Judged after 16 decode rounds of the layer; one round in 8 still
         predicts, so a change of routing is noticed."""
-        if not self.adaptive_gate or self.prefetch_name != "fate" or not self.io.load_seconds or not self.gate_seconds:
+        if not self.adaptive_gate or self.prefetch_name not in GATED or not self.io.load_seconds or not self.gate_seconds:
             return False
         seen, rate = self.useful.get(layer, (0, 0.0))
         if seen < 16 or rate * self.io.load_seconds >= self.gate_seconds:
@@ -436,15 +471,14 @@ class OffloadEngine:
             slot = top_k_index[0].tolist().index(entry.expert)
             gate, up = qlinear(hidden_states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
             result = qlinear(act_fn(gate) * up, data["down"], spec, shapes["down"])
-            output += (result * top_k_weights[0, slot]).to(output.dtype)
+            output[0, slot] = (result[0] * top_k_weights[0, slot]).to(output.dtype)
             return
         token_index, slot = torch.where(top_k_index == entry.expert)
         states = hidden_states[token_index]
         gate, up = qlinear(states, data["gate_up"], spec, shapes["gate_up"]).chunk(2, dim=-1)
         result = qlinear(act_fn(gate) * up, data["down"], spec, shapes["down"])
         result = result * top_k_weights[token_index, slot, None]
-        # a token picks an expert at most once, so the rows are distinct; this is much cheaper than index_add_ on CPU
-        output[token_index] += result.to(output.dtype)
+        output[token_index, slot] = result.to(output.dtype)
 
 
 def _probe_round(paused: dict[int, int], layer: int, every: int) -> bool:

@@ -60,6 +60,20 @@ def onnx_session(model: bytes | str):
     return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
 
 
+def nanotrack_backbone_session(path):
+    """NanoTrack's backbone with free input height and width: the exported graph fixes the 255-px
+    search size, but the 127-px template runs through the same convolutions (cv2.TrackerNano
+    reshapes it the same way)."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for value in (*model.graph.input, *model.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        dims[2].dim_param, dims[3].dim_param = "height", "width"
+    del model.graph.value_info[:]
+    return onnx_session(model.SerializeToString())
+
+
 def resized_crop(frame: Frame, box: Box, width: int, height: int) -> np.ndarray | None:
     """The pixels under ``box`` (clipped to the frame) resized to ``width x height``; None if empty."""
     frame_h, frame_w = frame.shape[:2]
@@ -102,19 +116,10 @@ class NanoTrackEmbedder:
     dim = 48 * 8 * 8
 
     def __init__(self, backbone: str | None = None) -> None:
-        import onnx
-
         from chattracker.weights import resolve_weight
 
         path = resolve_weight("nanotrack_v2_backbone", backbone)
-        model = onnx.load(str(path))
-        # The exported graph fixes the 255-px search size; the template size runs through the same
-        # convolutions (cv2.TrackerNano reshapes it the same way).
-        for value in (*model.graph.input, *model.graph.output):
-            dims = value.type.tensor_type.shape.dim
-            dims[2].dim_param, dims[3].dim_param = "height", "width"
-        del model.graph.value_info[:]
-        self.session = onnx_session(model.SerializeToString())
+        self.session = nanotrack_backbone_session(path)
         self.input = self.session.get_inputs()[0].name
         self.weight_path = path
 

@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from chattracker.fusion.embedding import context_crop, onnx_session
+from chattracker.fusion.embedding import context_crop, nanotrack_backbone_session, onnx_session
 from chattracker.types import Box, Frame
 
 EXEMPLAR, SEARCH, STRIDE, SCORE_SIZE = 127, 255, 16, 16
@@ -24,17 +24,10 @@ class TemplateRedetector:
     """NanoTrack v2's backbone and head with a fixed template taken at ``initialize``."""
 
     def __init__(self, backbone: str | None = None, head: str | None = None) -> None:
-        import onnx
-
         from chattracker.weights import resolve_weight
 
         backbone_path = resolve_weight("nanotrack_v2_backbone", backbone)
-        model = onnx.load(str(backbone_path))
-        for value in (*model.graph.input, *model.graph.output):
-            dims = value.type.tensor_type.shape.dim
-            dims[2].dim_param, dims[3].dim_param = "height", "width"
-        del model.graph.value_info[:]
-        self.backbone = onnx_session(model.SerializeToString())
+        self.backbone = nanotrack_backbone_session(backbone_path)
         self.head = onnx_session(str(resolve_weight("nanotrack_v2_head", head)))
         self._head_inputs = [i.name for i in self.head.get_inputs()]
         self.template: np.ndarray | None = None

@@ -75,6 +75,9 @@ def components(tracker: Tracker) -> dict[str, str]:
     appearance = next((getattr(tracker, key) for key in ("appearance", "embedder", "memory") if hasattr(tracker, key)), None)
     if appearance is not None:
         parts["appearance"] = _name(getattr(appearance, "model", None) or appearance)
+    if getattr(tracker, "redetector", None) is not None:
+        # Its weights are NanoTrack v2's backbone and head, listed with the base when it is NanoTrack.
+        parts["re-detector"] = "nanotrack_v2 template (frame 1)"
     return parts
 
 

@@ -93,3 +93,13 @@ def test_natural_sort_and_image_only(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     assert [p.name for p in list_images(tmp_path)] == ["img1.png", "img2.jpg", "img10.jpg"]
     assert natural_key("a2") < natural_key("a10")
+
+
+def test_readme_states_the_demo_scores_it_measures(demo_run):
+    """The scores the README opens with are what `chattracker demo` gives (the scene is seeded)."""
+    from tests.conftest import REPO_ROOT
+
+    scores = json.loads(demo_run[2].joinpath("track.json").read_text())["scores"]
+    readme = (REPO_ROOT / "README.md").read_text()
+    stated = f"NanoTrack v2 {scores['base']['mean_iou']:.3f}, ChatTracker(NanoTrack v2) {scores['chattracker']['mean_iou']:.3f}"
+    assert stated in readme, stated

@@ -101,8 +101,9 @@ def test_fusion_table_is_the_committed_run():
     assert "uv run python bench/fusion.py --json docs/results/fusion_bench_nanotrack_v2.json" in README
     report = json.loads((RESULTS / "fusion_bench_nanotrack_v2.json").read_text())
     for name, row in report["sequences"].items():
-        rows = [line for line in README.splitlines()
-                if line.startswith(f"| {name} | tune |") or line.startswith(f"| {name} | held out |")]
+        rows = [line for line in README.splitlines()  # the NanoTrack table has 11 columns, CSRT's 8
+                if (line.startswith(f"| {name} | tune |") or line.startswith(f"| {name} | held out |"))
+                and line.count("|") == 12]
         assert len(rows) == 1, name
         cells = [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
         assert [float(cells[2]), float(cells[3]), float(cells[5])] == [
@@ -110,3 +111,15 @@ def test_fusion_table_is_the_committed_run():
     mean_cells = readme_row("**mean**")
     assert float(mean_cells[2]) == round(report["mean"]["base"]["auc"], 2)
     assert float(mean_cells[3].strip("*")) == round(report["mean"]["chattracker"]["auc"], 2)
+
+
+def test_fusion_csrt_table_is_the_committed_run():
+    assert "uv run python bench/fusion.py --base csrt --json\ndocs/results/fusion_bench_csrt.json" in README
+    report = json.loads((RESULTS / "fusion_bench_csrt.json").read_text())
+    for name, row in report["sequences"].items():
+        rows = [line for line in README.splitlines()
+                if line.startswith(f"| {name} | ") and line.count("|") == 9]
+        assert len(rows) == 1, name
+        cells = [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
+        assert [float(cells[1]), float(cells[2]), float(cells[4])] == [
+            round(row["base"]["auc"], 2), round(row["chattracker"]["auc"], 2), round(row["oracle"]["auc"], 2)], name

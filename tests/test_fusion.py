@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from chattracker.fusion.appearance import AppearanceMemory
-from chattracker.fusion.candidates import BASE, Candidate, gather_candidates, same_object
+from chattracker.fusion.candidates import BASE, REDETECT, Candidate, gather_candidates, same_object
 from chattracker.fusion.decision import VerificationConfig, Verifier
 from chattracker.fusion.embedding import build_embedder
 from chattracker.fusion.identities import DISTRACTOR, TARGET, IdentityTracker
@@ -309,3 +309,25 @@ def test_wrapper_takes_the_jogger_back_from_the_other_jogger(development, ground
     np.testing.assert_allclose([b.to_list() for b in boxes[:at]], [b.to_list() for b in plain_boxes[:at]])
     after = range(recoveries[0]["frame"], 90)
     assert np.mean([boxes[i].iou(truth[i]) if boxes[i] else 0.0 for i in after]) > 0.5
+
+
+def test_a_flag_scored_base_that_looks_unlike_the_target_gives_way_to_a_far_more_familiar_proposal():
+    """CSRT's score only says the update succeeded: when its box looks like nothing of the target and a
+    persistent proposal looks far more like it (a deforming bag under min_appearance), the proposal
+    wins; a graded base (NanoTrack's confidence) is not overruled this way."""
+    look = _unit(1, 0, 0)
+    memory = AppearanceMemory(FixedEmbedder(look))
+    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
+
+    def candidates():
+        base = Candidate(Box(100, 100, 20, 40), BASE, 0.0, appearance=0.1, motion=1.0, total=0.6, identity=1, role=TARGET)
+        found = Candidate(Box(160, 100, 20, 40), REDETECT, 1.0, appearance=0.5, motion=0.8, total=1.3, hits=3, identity=2)
+        return [base, found]
+
+    flagged = Verifier(VerificationConfig()).decide(candidates(), 1.0, memory, 1, graded=False)
+    assert flagged.kind == "recovered" and flagged.box == Box(160, 100, 20, 40) and "appearance" in flagged.reason
+    graded = Verifier(VerificationConfig()).decide(candidates(), 1.0, memory, 1, graded=True)
+    assert graded.kind == "kept"
+    once = candidates()
+    once[1].hits = 1  # seen in one round only
+    assert Verifier(VerificationConfig()).decide(once, 1.0, memory, 1, graded=False).kind == "kept"

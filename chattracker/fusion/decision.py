@@ -45,6 +45,8 @@ class VerificationConfig:
     min_appearance: float = 0.6  # calibrated similarity to the target (0 background, 1 the target on
     # frame 1) a proposal needs to replace the base box; below it the base box looks unfamiliar
     unfamiliar: float = 0.3  # below this calibrated similarity a confident base box is overruled on looks alone
+    familiar_margin: float = 0.3  # a flag-scored base (CSRT) this unfamiliar gives way to a persistent proposal
+    # this much more like the target, even under min_appearance
     takeover_tolerance: float = 0.05  # on a takeover, the target candidate may look this much less like
     # the target than the base box does (the base box sits on a look-alike, which looks alike)
     low_score: float = 0.5  # base confidence below this is a sign of loss
@@ -127,7 +129,8 @@ class Verifier:
             # nothing of the target at all: an embedding of a deforming, blurred target scores low
             # too (measured on Deer and Basketball).
             lost_signs = []
-        credible = [p for p in proposals if self._credible(p) and p.box.iou(base.box) < c.switch_iou]
+        credible = [p for p in proposals if p.box.iou(base.box) < c.switch_iou
+                    and (self._credible(p) or (not graded and self._far_more_familiar(p, base)))]
         best = max(credible, key=lambda k: k.total, default=None)
         clearly_lost = base_score is not None and base_score < c.absent_score
         if (best is not None and lost_signs and (best.persistent or clearly_lost)
@@ -159,6 +162,14 @@ class Verifier:
         # Basketball's teammates take over, 44.7 -> 33.4 AUC); only the takeover rule weighs identities.
         return (proposal.grounding >= c.switch_min_score and proposal.appearance >= c.min_appearance
                 and proposal.role != DISTRACTOR)
+
+    def _far_more_familiar(self, proposal: Candidate, base: Candidate) -> bool:
+        """Round after round, a proposal far more like the target than an unfamiliar base box whose
+        score is only a success flag (CSRT): a deforming target (VOT bag) stays under
+        ``min_appearance`` even where it is found, and such a base has no confidence to weigh."""
+        c = self.config
+        return (proposal.persistent and proposal.grounding >= c.switch_min_score and proposal.role != DISTRACTOR
+                and base.appearance < c.unfamiliar and proposal.appearance >= base.appearance + c.familiar_margin)
 
     def _takeover(self, base: Candidate, proposals: list[Candidate], target_identity: int | None) -> Candidate | None:
         """The target found elsewhere while the base box sits on a known distractor's identity."""

@@ -138,4 +138,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from chattracker.errors import ChatTrackerError
+
+    try:
+        sys.exit(main())
+    except (ChatTrackerError, OSError) as error:  # bad input: one line, exit 2, nothing written
+        print(f"bench: error: {error}", file=sys.stderr)
+        sys.exit(2)

@@ -73,6 +73,8 @@ OFFLOAD_CASES = [
                                                   "--cold-group", "3"], "expected a positive even group length"),
     ("max-new-tokens-negative", lambda tmp, model, store: ["generate", str(model), str(store), "--prompt", "hi",
                                                            "--max-new-tokens", "-1"], "expected a whole number >= 1"),
+    ("threads-0", lambda tmp, model, store: ["generate", str(model), str(store), "--prompt", "hi", "--threads", "0"],
+     "expected a whole number >= 1"),
     ("empty-prompt", lambda tmp, model, store: ["generate", str(model), str(store), "--prompt", ""], "--prompt is empty"),
     ("no-tokenizer", lambda tmp, model, store: ["generate", str(tmp / "notok"), str(store), "--prompt", "hi"],
      "no tokenizer in"),

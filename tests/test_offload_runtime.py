@@ -242,3 +242,19 @@ def test_chunked_prefill_matches_resident_and_runs_in_chunks(stores, kind):
         assert seen[: -(-prompt // 4)] == [4] * (prompt // 4) + ([prompt % 4] if prompt % 4 else [])
         assert seen[-3:] == [1, 1, 1]  # then one token per decode step
     assert torch.equal(outputs["fate"], outputs["resident"])
+
+
+def test_threads_sets_torch_compute_threads_and_refuses_nonsense(stores):
+    model_dir, store, _ = stores[KINDS[0]]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        model, engine = load_offloaded_model(model_dir, store, expert_budget=0.3, method="fate", threads=1)
+        engine.close()
+        assert torch.get_num_threads() == 1
+        for bad in (0, -1, 1.5, True, "2"):
+            with pytest.raises(ValueError, match="threads must be a whole number >= 1"):
+                load_offloaded_model(model_dir, store, expert_budget=0.3, method="fate", threads=bad)
+        assert torch.get_num_threads() == 1  # a refused value changes nothing
+    finally:
+        torch.set_num_threads(before)

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "store's cold tier, e.g. 0.25 (default 0: none; needs a store converted with --cold-bits)")
     generate.add_argument("--verify", choices=("first", "always"), default="first",
                           help="check each expert file's CRC32 on its first read (default) or on every read")
+    generate.add_argument("--threads", type=_positive, default=None,
+                          help="torch compute threads (default: torch's, one per core); on a small or shared machine "
+                               "fewer than the cores is often faster, since the expert readers need a core too")
     parser.set_defaults(func=run)
 
 
@@ -109,7 +112,7 @@ def _generate(args: argparse.Namespace) -> int:
         raise InputError(f"the tokenizer in {args.model_dir} turns the prompt into no tokens")
     model, engine = load_offloaded_model(args.model_dir, args.store_dir, expert_budget=args.expert_budget,
                                          method=args.method, verify=args.verify, cold_tail=args.cold_tail,
-                                         prefill_chunk=args.prefill_chunk or None)
+                                         prefill_chunk=args.prefill_chunk or None, threads=args.threads)
     try:
         inputs = tokenizer(args.prompt, return_tensors="pt")
         start = time.perf_counter()

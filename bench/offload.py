@@ -689,7 +689,11 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="where the model and store go (default: a temp folder)")
     parser.add_argument("--rounds", type=int, help="measure every method this many times, interleaved (default: 2, "
                         "quick 1); the machine's speed drifts, so each method's rounds are spread over the run")
+    parser.add_argument("--threads", type=int, help="Klotski mode: torch compute threads (default 1; see "
+                        "bench/offload_batches.py for why)")
     args = parser.parse_args()
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
     if args.batches:
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import offload_batches

@@ -11,6 +11,12 @@ step by step in one process (``run_paired``), and accelerate's disk offload. The
 fitted to the calibration run's own timings and the measured read bandwidth, and its n is compared with the best
 measured n. Two routing regimes: as built (random routers: near-uniform, weakly correlated) and ``correlated``
 (each router a row permutation of the previous one: a token's expert at layer p predicts its expert at p+1).
+
+Measurement: the three engines of a regime are loaded side by side and, for each n, run back to back in an order that
+rotates with n (the machine's speed drifts; ratios between neighbours are what is reported), each after the previous
+one's reads have landed. Torch computes on ``--threads`` threads (default 1): on a 2-core machine shared with other
+jobs an OpenMP team of 2 waits at every barrier for a core someone else holds, which made the INT4 expert matmul up to
+40x slower than on one thread; ``machine.thread_probe`` in the JSON is that measurement, taken at the start.
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import torch
 import offload as base
 
 SIZE = dict(hidden=2048, width=768, layers=3, experts=128, top_k=8, heads=16, kv_heads=4, vocab=2048, prompt=24,
-            image_side=4, decode=8, accelerate_decode=1, rounds=1)
+            image_side=4, decode=32, accelerate_decode=1, rounds=1)  # 32 generated tokens: Klotski's output length
 QUICK = dict(hidden=256, width=128, layers=3, experts=32, top_k=4, heads=4, kv_heads=2, vocab=1100, prompt=16,
              image_side=4, decode=4, accelerate_decode=1, rounds=1)
 BUDGET = 0.25
+CALIBRATION_GROUPS = (1, 1, 4, 16)  # prompts per calibration generate(): the compute model sees small and large groups
 STAT_KEYS = ("hits", "demanded", "bytes_read", "io_wait_s", "loads_demand", "loads_prefetch", "prefetch_unused")
 
 
@@ -92,7 +99,7 @@ def calibrate_and_plan(job: dict, regime: str, batches: list[int]) -> tuple[dict
 
     size = job["size"]
     model, engine = load(job, "klotski", regime)
-    prompts = [group_inputs(size, 1, 5000 + i) for i in range(2)] + [group_inputs(size, 4, 6000)]
+    prompts = [group_inputs(size, n, 5000 + 100 * i) for i, n in enumerate(CALIBRATION_GROUPS)]
     engine.compute_samples.clear()
     table = calibrate(model, engine, prompts, max_new_tokens=size["decode"])
     compute = ComputeModel.fit(engine.compute_samples)
@@ -111,19 +118,40 @@ def calibrate_and_plan(job: dict, regime: str, batches: list[int]) -> tuple[dict
     return chosen.to_json(), info
 
 
+def settle(engine) -> None:
+    """Wait until every read the engine has issued has landed, so the next measurement does not share the cores."""
+    if engine is None:
+        return
+    with engine.cache.cond:
+        engine.cache.cond.wait_for(lambda: all(e.ready or e.error is not None for e in engine.cache.entries.values()),
+                                   timeout=60)
+
+
 def run_regime(job: dict, regime: str, batches: list[int]) -> dict:
     size = job["size"]
     planned, calibration = calibrate_and_plan(job, regime, batches)
     out: dict = {"plan": planned, "calibration": calibration, "klotski": {}, "fate_batched": {}, "resident": {}}
+    runs = {}
     for name, method, options in (("klotski", "klotski", {"allocation": "shallow",
                                                           "resident_layers": planned["resident_layers"]}),
                                   ("fate_batched", "fate", {}), ("resident", "resident", {})):
-        model, engine = load(job, method, regime, **options)
-        for n in sorted(set(batches) | ({planned["group"]} if name in ("klotski", "resident") else set())):
-            out[name][str(n)] = timed_generate(model, engine, group_inputs(size, n, 100 * n), size["decode"])
-            logging.info("%s %s n=%d: %.2f tok/s", regime, name, n, out[name][str(n)]["tok_s"])
+        runs[name] = load(job, method, regime, **options)
+    names = list(runs)
+    for index, n in enumerate(sorted(set(batches) | {planned["group"]})):
+        inputs = group_inputs(size, n, 100 * n)
+        shift = index % len(names)
+        for name in names[shift:] + names[:shift]:
+            if name == "fate_batched" and n not in batches:
+                continue
+            model, engine = runs[name]
+            settle(engine)
+            row = timed_generate(model, engine, inputs, size["decode"])
+            row["load_average_1min"] = os.getloadavg()[0]
+            out[name][str(n)] = row
+            logging.info("%s %s n=%d: %.2f tok/s (decode %.2f)", regime, name, n, row["tok_s"], row["decode_tok_s"])
+    for model, engine in runs.values():
         engine.close()
-        del model
+    del runs
     out["bound"] = {}
     for key in out["klotski"]:
         if key not in out["resident"]:
@@ -177,9 +205,43 @@ def targets(regime: dict, accelerate: dict | None, batches: list[int]) -> dict:
     if fate_n1:
         result["speedup_vs_fate_n1"] = at["tok_s"] / fate_n1
         result["klotski_3x_fate_n1"] = result["speedup_vs_fate_n1"] >= 3
+        # decode alone (prefill left out): what batching changes; prefill costs the same per token at any n on a CPU
+        result["decode_speedup_vs_fate_n1"] = at["decode_tok_s"] / regime["fate_batched"]["1"]["decode_tok_s"]
+        result["per_sequence_latency_s"] = {"klotski_at_planner_n": at["latency_s_per_sequence"],
+                                            "fate_n1": regime["fate_batched"]["1"]["latency_s_per_sequence"]}
+    resident = regime["resident"].get(planned)
+    if resident:
+        result["klotski_vs_resident_at_planner_n"] = at["tok_s"] / resident["tok_s"]
     if accelerate:
         result["speedup_vs_accelerate"] = at["tok_s"] / accelerate["tok_s"]
         result["klotski_20x_accelerate"] = result["speedup_vs_accelerate"] >= 20
+    return result
+
+
+def thread_probe(size: dict, repeats: int = 40) -> dict:
+    """Milliseconds of one expert's INT4 matmuls (one token, the bench's expert shape) on 1 and on 2 torch threads."""
+    from chattracker.offload.quant import QuantSpec, qlinear, quantize
+
+    spec, hidden, width = QuantSpec.make(4), size["hidden"], size["width"]
+    generator = torch.Generator().manual_seed(0)
+    gate_up = quantize(torch.randn(2 * width, hidden, generator=generator) * 0.02, spec)
+    down = quantize(torch.randn(hidden, width, generator=generator) * 0.02, spec)
+    x = torch.randn(1, hidden, generator=generator)
+    before, result = torch.get_num_threads(), {}
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                gate, up = qlinear(x, gate_up, spec, (2 * width, hidden)).chunk(2, dim=-1)
+                qlinear(torch.nn.functional.silu(gate) * up, down, spec, (hidden, width))
+                times.append(time.perf_counter() - start)
+            times.sort()
+            result[f"expert_ms_{threads}_threads"] = {"median": 1e3 * times[len(times) // 2],
+                                                      "p90": 1e3 * times[int(0.9 * len(times))]}
+    finally:
+        torch.set_num_threads(before)
     return result
 
 
@@ -191,6 +253,10 @@ def main(args) -> None:
     if not batches or batches[0] < 1:
         raise SystemExit("--batches takes positive group sizes, e.g. 1,2,4,8,16")
     size = QUICK if args.quick else SIZE
+    threads = args.threads or 1
+    probe = thread_probe(size)
+    torch.set_num_threads(threads)
+    load_at_start = os.getloadavg()
     started = time.perf_counter()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="offload_batches_"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -208,7 +274,10 @@ def main(args) -> None:
            "budget_bytes": int(BUDGET * store.total_bytes), "bandwidth": bandwidth}
     report = {"mode": "batches-quick" if args.quick else "batches", "model": {**size, "expert_bytes": store.expert_bytes,
               "store_bytes": store.total_bytes, "budget": BUDGET, "budget_bytes": job["budget_bytes"]},
-              "machine": {"cpus": os.cpu_count(), "note": "2 cores shared with other jobs: timings are noisy"},
+              "machine": {"cpus": os.cpu_count(), "torch_threads": threads, "torch": torch.__version__,
+                          "load_average_at_start": load_at_start, "thread_probe": probe,
+                          "note": "2 cores shared with the lead's session and other helpers' tests and benches: "
+                                  "timings are noisy; each row carries the 1-minute load average after it"},
               "page_cache": f"engine expert reads: {read_mode}", "storage_read_bytes_per_s": bandwidth,
               "batches": batches, "build_s": build_s, "build_and_convert_s": time.perf_counter() - started, "regimes": {}}
     accelerate = accelerate_n1(job)
@@ -218,6 +287,7 @@ def main(args) -> None:
         report["regimes"][regime]["targets"] = targets(report["regimes"][regime], accelerate, batches)
         (store_dir / "coactivation.pt").unlink(missing_ok=True)
     report["wall_s"] = time.perf_counter() - started
+    report["machine"]["load_average_at_end"] = os.getloadavg()
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -123,3 +123,61 @@ def test_fusion_csrt_table_is_the_committed_run():
         cells = [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
         assert [float(cells[1]), float(cells[2]), float(cells[4])] == [
             round(row["base"]["auc"], 2), round(row["chattracker"]["auc"], 2), round(row["oracle"]["auc"], 2)], name
+
+
+# ---- the Klotski batch-group table (bench/offload.py --batches) ------------------------------------------------------
+def batch_table(report: dict) -> dict[str, list[str]]:
+    """README row label -> cells (as_built, correlated), from ``docs/results/offload_batches.json``."""
+    batches = [str(n) for n in report["batches"]]
+    names = "/".join(batches)
+    regimes = [report["regimes"][r] for r in ("as_built", "correlated")]
+
+    def per_n(regime, method, key, fmt, scale=1.0):
+        return " / ".join(format(scale * regime[method][n][key], fmt) for n in batches)
+
+    rows = {
+        f"generated tok/s (prefill + decode), klotski n={names}": [per_n(r, "klotski", "tok_s", ".1f") for r in regimes],
+        "decode tok/s, klotski": [per_n(r, "klotski", "decode_tok_s", ".1f") for r in regimes],
+        "decode tok/s, fate naively batched": [per_n(r, "fate_batched", "decode_tok_s", ".1f") for r in regimes],
+        "decode tok/s, everything resident (compute only)": [per_n(r, "resident", "decode_tok_s", ".1f")
+                                                             for r in regimes],
+        "per-sequence latency, klotski (s)": [per_n(r, "klotski", "latency_s_per_sequence", ".1f") for r in regimes],
+        "klotski decode hit rate": [per_n(r, "klotski", "decode_hit_rate", ".2f") for r in regimes],
+        "klotski decode MB read per token": [per_n(r, "klotski", "decode_bytes_per_token", ".1f", 1e-6)
+                                             for r in regimes],
+        "klotski decode IO-wait share": [per_n(r, "klotski", "decode_io_share", ".2f") for r in regimes],
+        "klotski decode / bound max(compute, reads)": [
+            " / ".join(f"{r['bound'][n]['klotski_decode_vs_bound']:.2f}" for n in batches) for r in regimes],
+        "planner's n (best measured n)": [f"{r['targets']['planner_n']} ({r['targets']['best_measured_n']})"
+                                          for r in regimes],
+        "planner's n: share of best measured (target >= 0.8)": [f"{r['targets']['planner_share_of_best']:.2f}"
+                                                                for r in regimes],
+        "klotski at planner's n vs fate n=1 (target >= 3)": [f"{r['targets']['speedup_vs_fate_n1']:.2f}x"
+                                                             for r in regimes],
+        "the same, decode only": [f"{r['targets']['decode_speedup_vs_fate_n1']:.2f}x" for r in regimes],
+        "klotski at planner's n vs accelerate n=1 (target >= 20)": [f"{r['targets']['speedup_vs_accelerate']:.1f}x"
+                                                                    for r in regimes],
+        "klotski at planner's n / bound (target <= 1.3)": [
+            f"{r['targets']['klotski_decode_vs_bound_at_planner_n']:.2f}" for r in regimes],
+        "klotski at planner's n / everything resident": [
+            f"{r['targets']['klotski_vs_resident_at_planner_n']:.2f}" for r in regimes],
+        "paired n=1 decode s/token: fate / lod": [
+            f"{r['paired_n1']['decode_s_per_token']['fate']:.3f} / {r['paired_n1']['decode_s_per_token']['lod']:.3f}"
+            for r in regimes],
+        "paired n=1: fate speedup vs lod": [f"{r['paired_n1']['fate_decode_speedup_vs_lod']:.2f}x" for r in regimes],
+        "paired n=1 IO share of decode: fate / lod": [
+            f"{r['paired_n1']['decode_io_share']['fate']:.2f} / {r['paired_n1']['decode_io_share']['lod']:.2f}"
+            for r in regimes],
+        "paired n=1 decode hit rate: fate / lod": [
+            f"{r['paired_n1']['decode_hit_rate']['fate']:.2f} / {r['paired_n1']['decode_hit_rate']['lod']:.2f}"
+            for r in regimes],
+    }
+    return rows
+
+
+def test_batch_group_table_is_the_committed_run():
+    assert "[docs/results/offload_batches.json](docs/results/offload_batches.json)" in README
+    assert "uv run python bench/offload.py --batches 1,2,4,8,16,32,64 --out" in README  # the command that wrote it
+    report = json.loads((RESULTS / "offload_batches.json").read_text())
+    for label, cells in batch_table(report).items():
+        assert readme_row(label) == cells, label

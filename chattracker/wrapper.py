@@ -21,6 +21,7 @@ import numpy as np
 from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.candidates import embed_candidates, gather_candidates
+from chattracker.fusion.colour import ColourEvidence
 from chattracker.fusion.decision import SELECTIONS, Decision, VerificationConfig, Verifier
 from chattracker.fusion.embedding import EMBEDDERS, build_embedder
 from chattracker.fusion.identities import IdentityTracker
@@ -150,6 +151,7 @@ class ChatTracker:
         self._description_frames: list[tuple[int, str]] = []
         self.embedder: Any = None
         self.identities = IdentityTracker()
+        self.colours = ColourEvidence()
         self.memory = AppearanceMemory(self.embedder, self.config.memory_size)
         self.descriptions: list[Description] = []
         self.events: list[dict[str, Any]] = []
@@ -175,6 +177,7 @@ class ChatTracker:
         self.memory.add(frame, box)
         if self.memory.entries:
             self.memory.calibrate(frame, box)
+        self.colours.reset(frame, box, self.descriptions[0].foreground)
         self._kalman = BoxKalman(box)
         self.schedule.reset(0)
         self.identities.reset(box, self.memory.entries[0] if self.memory.entries else None)
@@ -240,11 +243,15 @@ class ChatTracker:
                                                reason="absent (base reports none)")
         self._absent = decision.box is None
         base = decision.candidates[0] if decision.candidates else None
-        # The next round searches the whole frame when the kept base box sits on a distractor, or
-        # looks unfamiliar while its score says nothing of its confidence (a success flag).
+        # The next round searches the whole frame when the kept base box sits on a distractor, lacks
+        # the described colour, or looks unfamiliar while its score says nothing of its confidence
+        # (a success flag).
         kept = base is not None and decision.box is base_box
-        self._suspect = kept and (decision.chosen is not base or (
-            not self._graded and base.appearance < self.config.verification.min_appearance))
+        v = self.config.verification
+        self._suspect = kept and (decision.chosen is not base
+                                  or (not self._graded and base.appearance < v.min_appearance)
+                                  or (base.colour is not None and base.colour < v.colour_miss))
+        signs = set(self.verifier.signs)
         self._act(frame, decision)
         if decision.box is not None:
             self._kalman.update(decision.box)
@@ -339,18 +346,20 @@ class ChatTracker:
         candidates = gather_candidates(base_box, grounded, self._redetect(frame, base_box, base_score, prior),
                                        self.config.max_proposals)
         embed_candidates(frame, candidates, self.embedder, self.config.embed_min_score, self.config.embed_limit)
+        for candidate in [*candidates, *candidates[0].inner]:
+            candidate.colour = self.colours.support(frame, candidate.box)
         target_before = self.identities.target
         self.identities.update(candidates)
         kalman = self._kalman
         assert kalman is not None
-        score_candidates(candidates, self.memory, self.identities.distractor_embeddings(), prior,
+        score_candidates([*candidates, *candidates[0].inner], self.memory, self.identities.distractor_embeddings(), prior,
                          [b for b, _, _ in grounded.background], kalman.distance, c)
         truth = None
         if self.ground_truth is not None and self.frame_index < len(self.ground_truth):
             row = self.ground_truth[self.frame_index]
             truth = Box.from_any(row) if np.all(np.isfinite(row)) else Box(0.0, 0.0, 0.0, 0.0)
         decision = self.verifier.decide(candidates, base_score, self.memory, target_before, truth, self._graded)
-        self.identities.assign(decision.chosen, candidates)
+        self.identities.assign(decision.chosen, candidates, c.colour_miss, c.colour_fit)
         return decision
 
     def _redetect(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box) -> list[tuple[Box, float]]:
@@ -396,7 +405,10 @@ class ChatTracker:
             # box than the tracker's, would otherwise read as a change of scale).
             self._template_proposal = decision.confirming.box
         if (decision.confirmed and base is not None and decision.chosen is base
-                and self.memory.similarity(base.embedding) < self.config.novelty):
+                and self.memory.similarity(base.embedding) < self.config.novelty
+                and (base.colour is None or base.colour >= self.config.verification.colour_miss)):
+            # (A look without the described colour is not remembered: the detector confirms the
+            # class, and a same-class look-alike of another colour would enter the memory.)
             self.memory.add(frame, decision.box, base.embedding)
             # A Siamese template taken at another scale is what degrades the base tracker most when
             # the target approaches or recedes; a confirmed box at the new scale is a safe new template.

@@ -331,3 +331,100 @@ def test_a_flag_scored_base_that_looks_unlike_the_target_gives_way_to_a_far_more
     once = candidates()
     once[1].hits = 1  # seen in one round only
     assert Verifier(VerificationConfig()).decide(once, 1.0, memory, 1, graded=False).kind == "kept"
+
+
+def test_a_detection_inside_a_much_larger_base_box_is_kept_for_the_scale_drift_rule():
+    """The base box grew over the target and a look-alike: the detection of the target inside it is
+    the base's object (no second candidate), but not at the base's scale, so it is kept as ``inner``
+    and, found there two rounds in a row, corrects the scale."""
+    from chattracker.fusion.candidates import confirms_base
+
+    target = Box(200, 100, 40, 40)
+    grown = Box(180, 90, 90, 70)  # area x3.9 around the target and its neighbour
+    assert same_object(target, grown) and not confirms_base(target, grown)
+    assert confirms_base(Box(185, 92, 85, 66), grown)  # the detector's box of the whole grown object
+    grounded = GroundedFrame([(target, 0.8, "clock")], [], Box(0, 0, 640, 360))
+    base, *rest = gather_candidates(grown, grounded)
+    assert rest == [] and [c.box for c in base.inner] == [target]
+
+    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
+    memory.add(np.zeros((8, 8, 3), np.uint8), target)
+    verifier = Verifier(VerificationConfig())
+    decisions = []
+    for _ in range(2):
+        base, *rest = gather_candidates(grown, grounded)
+        base.appearance, base.total = 0.2, 1.0
+        inner = base.inner[0]
+        inner.appearance, inner.total = 0.4, 1.2  # clearly more like the target than the grown box
+        decisions.append(verifier.decide([base, *rest], 0.95, memory, 1))
+    assert not decisions[0].reinitialize
+    assert decisions[1].reason == "recovered (scale drift)" and decisions[1].box == target
+
+
+def test_colour_words_count_only_as_hues_the_target_shows_on_the_first_frame():
+    """On the demo scene's first frame: "green" holds for the green clock and not for the blue one;
+    a hue the target does not show, and the lightness names (black, white, gray), are not used."""
+    from chattracker.demo_scene import DemoScene
+    from chattracker.fusion.colour import ColourEvidence
+
+    scene = DemoScene(num_frames=150)
+    frame = scene.frame(0)
+    target, blue = scene.ground_truth[0], scene.distractors[0].box_at(0, 150)
+    colours = ColourEvidence()
+    colours.reset(frame, target, "green clock at the bottom")
+    assert colours.words == ("green",)
+    assert colours.support(frame, target) >= 0.9 and colours.support(frame, blue) <= 0.1
+    colours.reset(frame, target, "red clock")
+    assert not colours.active and colours.support(frame, target) is None
+    colours.reset(frame, target, "white and black clock")
+    assert colours.words == ()
+
+
+def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_that_has_it():
+    """Language over looks: the embedding ranks the look-alike (base) above the target, but two
+    rounds in a row the base lacks the hue the description names and a persistent candidate has it."""
+    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
+    memory.add(np.zeros((8, 8, 3), np.uint8), Box(0, 0, 40, 40))
+
+    def candidates(proposal_appearance: float, proposal_colour: float):
+        base = Candidate(Box(100, 100, 40, 40), BASE, 0.6, appearance=0.5, motion=1.0, total=1.6, identity=1,
+                         role=TARGET, colour=0.0)
+        other = Candidate(Box(300, 100, 40, 40), "redetect", 0.9, appearance=proposal_appearance, motion=0.1,
+                          total=1.0, hits=3, identity=2, role=DISTRACTOR, colour=proposal_colour)
+        return [base, other]
+
+    verifier = Verifier(VerificationConfig())
+    assert verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1).kind != "recovered"  # one round: a shadow?
+    decision = verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1)
+    assert decision.reason == "recovered (base lacks the described colour)" and decision.box == Box(300, 100, 40, 40)
+    for appearance, colour in ((0.2, 1.0), (0.35, 0.4)):  # unlike the target, or without the colour either
+        verifier.reset()
+        for _ in range(3):
+            assert verifier.decide(candidates(appearance, colour), 0.93, memory, 1).kind != "recovered"
+    verifier.reset()
+    for _ in range(3):  # two candidates with the colour (a team in one jersey): the words do not say which
+        base, other = candidates(0.35, 1.0)
+        twin = Candidate(Box(400, 100, 40, 40), "person", 0.8, appearance=0.4, motion=0.1, total=1.1, hits=3,
+                         identity=3, colour=0.9)
+        assert verifier.decide([base, other, twin], 0.93, memory, 1).kind != "recovered"
+
+
+@pytest.mark.shared
+def test_wrapper_catches_nanotracks_box_growing_off_the_gull(development, weights_env, tmp_path):
+    """DTB70 Gull2, real frames (held-out half): NanoTrack's box grows over the sky and loses the
+    gull for good; the gull's detection inside the grown box, found round after round, corrects it."""
+    from chattracker.config import TrackerConfig
+
+    sequence = development["DTB70_Gull2"]
+    frames = [read_image(f) for f in sequence.frames[:90]]
+    truth = [Box.from_any(b) for b in sequence.ground_truth[:90]]
+    results = {}
+    for label, enhance in (("base", False), ("chattracker", True)):
+        settings = {"cache_dir": str(tmp_path / "rpo")} if enhance else {}
+        tracker = TrackerConfig(tracker="nanotrack_v2", enhance=enhance, chattracker=settings, source="test").build()
+        tracker.initialize(frames[0], truth[0])
+        boxes = [tracker.track(frame).box for frame in frames[1:]]
+        results[label] = np.mean([b.iou(t) if b is not None else 0.0 for b, t in zip(boxes[59:], truth[60:])])
+        if enhance:
+            assert any(e.get("reason") == "recovered (scale drift)" for e in tracker.events), tracker.events
+    assert results["base"] < 0.1 and results["chattracker"] > 0.4, results

@@ -27,6 +27,7 @@ class Candidate:
     grounding: float  # the finding score (the base: its confirming proposal's, 0 when none)
     label: str = ""
     confirming: "Candidate | None" = None  # the base only: the proposal that overlapped it
+    inner: "list[Candidate]" = field(default_factory=list, repr=False)  # the base only: objects inside it
     embedding: np.ndarray | None = field(default=None, repr=False)
     identity: int = 0  # step 2: the object's identity across rounds
     hits: int = 1  # rounds in a row this identity was found
@@ -35,6 +36,7 @@ class Candidate:
     distractor: float = 0.0  # ... and to the remembered distractors
     motion: float = 0.0  # exp(-distance to the motion prior)
     background: float = 0.0  # overlap with a background proposal
+    colour: float | None = None  # support of the description's colour words (None: no usable words)
     total: float = 0.0
 
     @property
@@ -45,7 +47,8 @@ class Candidate:
         return {"box": self.box.to_list(), "source": self.source, "identity": self.identity, "role": self.role,
                 "total": round(self.total, 4), "appearance": round(self.appearance, 4),
                 "distractor": round(self.distractor, 4), "grounding": round(self.grounding, 4),
-                "motion": round(self.motion, 4), "background": round(self.background, 4)}
+                "motion": round(self.motion, 4), "background": round(self.background, 4),
+                "colour": None if self.colour is None else round(self.colour, 4)}
 
 
 def same_object(a: Box, b: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
@@ -59,6 +62,20 @@ def same_object(a: Box, b: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
     return inter >= cover * max(min(a.area, b.area), 1e-9)
 
 
+def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
+    """Whether ``proposal`` is the base box's own object at the base box's scale: they overlap, or
+    the base box lies inside a looser detection (a torso inside a whole person). A detection lying
+    inside a base box more than twice its size is also one object with it (``same_object``), but it
+    may be the base box grown over the target and its surroundings (a look-alike crossing it, a
+    template taken at another scale)."""
+    if proposal.iou(base) >= iou:
+        return True
+    x1, y1 = max(proposal.x, base.x), max(proposal.y, base.y)
+    x2, y2 = min(proposal.x + proposal.w, base.x + base.w), min(proposal.y + proposal.h, base.y + base.h)
+    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
+    return inter >= cover * max(base.area, 1e-9)
+
+
 def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[tuple[Box, float]] = (),
                       max_proposals: int = 6) -> list[Candidate]:
     """``[base, *proposals]``: the proposal that is the base box's object (``same_object``, best IoU)
@@ -68,6 +85,9 @@ def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[t
     proposals += [Candidate(box, REDETECT, score, label=REDETECT) for box, score in redetected]
     base = Candidate(base_box, BASE, 0.0)
     overlapping = [p for p in proposals if same_object(p.box, base_box)]
+    # Objects found inside a base box more than twice their size: the evidence of a box grown over
+    # the target and its surroundings, weighed by the scale-drift rule only.
+    base.inner = [p for p in overlapping if not confirms_base(p.box, base_box)]
     # Only the detector confirms the base box: a re-detection with the same template would agree
     # with a template tracker by construction.
     detected = [p for p in overlapping if p.source != REDETECT]
@@ -83,9 +103,11 @@ def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[t
 
 
 def embed_candidates(frame, candidates: list[Candidate], embedder, min_score: float, limit: int) -> None:
-    """Attach appearance embeddings (one call for the round) to the base box and to the proposals
-    found with at least ``min_score`` (the best ``limit``): weaker ones could not replace the base
-    box anyway, and a learned embedding costs milliseconds per crop."""
-    chosen = [candidates[0], *[p for p in candidates[1:] if p.grounding >= min_score][:limit]]
+    """Attach appearance embeddings (one call for the round) to the base box, to the proposals found
+    with at least ``min_score`` (the best ``limit``) and to the objects inside a much larger base box:
+    weaker ones could not replace the base box anyway, and a learned embedding costs milliseconds per
+    crop."""
+    inner = [p for p in candidates[0].inner if p.grounding >= min_score][:limit]
+    chosen = [candidates[0], *[p for p in candidates[1:] if p.grounding >= min_score][:limit], *inner]
     for candidate, vector in zip(chosen, embedder.embed(frame, [c.box for c in chosen])):
         candidate.embedding = vector

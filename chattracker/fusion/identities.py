@@ -94,18 +94,21 @@ class IdentityTracker:
         kept.extend(i for i in live if i.identity not in seen)
         self.identities = kept
 
-    def assign(self, target: Candidate | None, candidates: list[Candidate]) -> None:
+    def assign(self, target: Candidate | None, candidates: list[Candidate], colour_miss: float = 0.2,
+               colour_fit: float = 0.6) -> None:
         """After the decision: ``target`` is the target's identity (None: not seen this round). The
         other candidates of this round that look less like the target than it does are distractors;
-        one that looks more like it stays unresolved, so a wrong base box cannot brand the real
-        target a distractor."""
+        one that looks more like it, or has the description's colour that ``target`` lacks, stays
+        unresolved, so a wrong base box cannot brand the real target a distractor."""
         if target is not None:
             self.target = target.identity
         roles: dict[int, str] = {}
         for candidate in candidates:
             if candidate.identity == self.target:
                 roles[candidate.identity] = TARGET
-            elif target is not None and candidate.embedding is not None and candidate.appearance < target.appearance:
+            elif (target is not None and candidate.embedding is not None and candidate.appearance < target.appearance
+                  and not (candidate.colour is not None and target.colour is not None
+                           and candidate.colour >= colour_fit and target.colour < colour_miss)):
                 roles[candidate.identity] = DISTRACTOR
         for identity in self.identities:
             if identity.last_round == self._round and identity.identity in roles:

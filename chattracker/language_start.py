@@ -229,12 +229,14 @@ def shift_beyond_scene(first: Frame, later: Frame, box: Box) -> float:
 
 
 def find_target(image: Frame, text: str, grounder: Any, config: LanguageStartConfig = LanguageStartConfig(),
-                describer: Any = None, later: Frame | None = None, require_credible: bool = True) -> LanguageStart:
+                describer: Any = None, later: Frame | None = None, require_credible: bool = True,
+                any_object: bool = False) -> LanguageStart:
     """The box on ``image`` that ``text`` most likely means, with the runners-up and the reasons.
 
     Raises ``NoTargetFound`` (one line listing the detections) when no candidate is credible; with
-    ``require_credible`` False (a benchmark, where every sequence needs a start) a weak best candidate
-    is taken and marked ``credible: false``; only no candidate at all raises."""
+    ``require_credible`` False a weak best candidate is taken and marked ``credible: false``; with
+    ``any_object`` too (a benchmark, where every sequence needs a start) and no candidate at all, the most
+    confident detection of any class is; then only a frame without any detection raises."""
     started = time.perf_counter()
     text = " ".join(str(text).split())
     if not text:
@@ -257,8 +259,13 @@ def find_target(image: Frame, text: str, grounder: Any, config: LanguageStartCon
             fits = (candidate.moved >= config.moving_shift) == (motion == "moving")
             candidate.score = candidate.grounding * (1 - config.motion_weight + config.motion_weight * float(fits))
     candidates.sort(key=lambda c: -c.score)
-    detected = _detected(grounder, image, config.zoom_grid)
+    found = _detections(grounder, image, config.zoom_grid)
+    detected = [f"{label} {score:.2f}" for _, label, score in found]
     credible = bool(candidates) and candidates[0].score >= config.min_score
+    if not candidates and not require_credible and any_object:
+        # A benchmark run must commit to a box, as a VL tracker's grounding head always does: the most
+        # confident detection of any class, marked not credible (an empty frame still fails the sequence).
+        candidates = _dedupe([Candidate(box, score, score, f"any object: {label}") for box, label, score in found])
     if not candidates or (require_credible and not credible):
         what = (f"the best candidate scores {candidates[0].score:.2f} < {config.min_score}" if candidates
                 else f"nothing of class {', '.join(parsed.classes) or '(no COCO class for ' + repr(parsed.head) + ')'}")
@@ -274,15 +281,16 @@ def find_target(image: Frame, text: str, grounder: Any, config: LanguageStartCon
     return LanguageStart(text, candidates, detected, motion, time.perf_counter() - started, credible)
 
 
-def _detected(grounder: Any, image: Frame, grid: int) -> list[str]:
+def _detections(grounder: Any, image: Frame, grid: int) -> list[tuple[Box, str, float]]:
+    """Every detection on the frame as (box, class, score), best first (empty for a grounder that cannot list them)."""
     zoomed = getattr(grounder, "zoomed_detections", None)
     if callable(zoomed):
         found = zoomed(image, grid)
-        return [f"{grounder.classes[c]} {s:.2f}" for c, s in zip(found.class_ids, found.scores)]
+        return [(Box.from_any(b), grounder.classes[c], float(s)) for b, c, s in zip(found.boxes, found.class_ids, found.scores)]
     detect = getattr(grounder, "detect", None)
     if callable(detect):
-        found = detect(image)
-        return [f"{label} {s:.2f}" for label, s in zip(found.labels, found.scores)]
+        listed = detect(image)
+        return [(listed.box(i), listed.labels[i], float(listed.scores[i])) for i in range(len(listed))]
     return []
 
 
@@ -308,14 +316,16 @@ def peek(frames: Iterable[Frame], count: int) -> tuple[list[Frame], Iterator[Fra
 
 
 def start_from_frames(frames: Iterable[Frame], text: str, config: LanguageStartConfig, grounder: Any,
-                      describer: Any = None, require_credible: bool = True) -> tuple[LanguageStart, Frame, Iterator[Frame]]:
+                      describer: Any = None, require_credible: bool = True,
+                      any_object: bool = False) -> tuple[LanguageStart, Frame, Iterator[Frame]]:
     """``find_target`` on the first frame, with the frame ``motion_gap`` later for motion; returns the
     start, frame 1 and the frames given back whole for tracking."""
     head, frames_again = peek(frames, config.motion_gap + 1)
     if not head:
         raise InputError("no frames to start from")
     later = head[-1] if len(head) > 1 else None
-    return find_target(head[0], text, grounder, config, describer, later, require_credible), head[0], frames_again
+    start = find_target(head[0], text, grounder, config, describer, later, require_credible, any_object)
+    return start, head[0], frames_again
 
 
 def settings_of_spec(spec: str) -> dict[str, Any]:
@@ -330,14 +340,16 @@ def settings_of_spec(spec: str) -> dict[str, Any]:
 def start_for_spec(spec: str, tracker: Any, frames: Iterable[Frame], text: str,
                    record: Path) -> tuple[Box | None, Iterable[Frame]]:
     """Frame 1's box for a benchmark sequence from its sentence alone, the choice written to ``record``;
-    None when the tracker starts from language itself (it reports its own box)."""
+    None when the tracker starts from language itself (it reports its own box). Every sequence gets a
+    start, credible or not, so that the average is over all of them, as for a VL tracker."""
     from chattracker.results import write_json
     from chattracker.tracking import starts_from_language
 
     if starts_from_language(tracker):
         return None, frames
     config, grounder, describer = build_language_start(settings_of_spec(spec))
-    start, _, frames_again = start_from_frames(frames, text, config, grounder, describer, require_credible=False)
+    start, _, frames_again = start_from_frames(frames, text, config, grounder, describer, require_credible=False,
+                                               any_object=True)
     write_json(record, start.to_json())
     return start.target.box, frames_again
 

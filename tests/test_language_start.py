@@ -99,8 +99,12 @@ def test_eval_init_language_predicts_frame_one_and_scores_it(shared_data, tmp_pa
     root = make_clips(base / "img", base / "groundtruth_rect.txt", tmp_path / "data", count=2, length=10,
                       language="woman next to the car")
     results = tmp_path / "lang"
+    named = tmp_path / "named.yaml"
+    named.write_text("clip01: the toy figure held up in a hand\n")  # no COCO class: still a start, not credible
     assert main(["eval", "--dataset", "folder", "--root", str(root), "--tracker", "kcf", "--init", "language",
-                 "--results", str(results), "--no-progress"]) == 0
+                 "--sentences", str(named), "--results", str(results), "--no-progress"]) == 0
+    fallback = json.loads((results / "clip01_start.json").read_text())
+    assert not fallback["credible"] and fallback["target"]["reading"] == "any object: person"
     assert "(--init language)" in capsys.readouterr().out
     record = json.loads((results / "run.json").read_text())
     assert record["init"] == "language" and record["done"] == ["clip00", "clip01"]
@@ -175,3 +179,15 @@ def test_adapter_speaks_the_vl_trackers_keys_and_starts_them_from_language(share
     round_trip = PytrackingAdapter(PytrackingTracker("kcf"), text_key="init_nlp", language_init=True)
     round_trip.initialize(first, None, "woman next to the car")
     assert round_trip.initial_box == Box.from_any(out["target_bbox"])
+
+
+def test_eval_init_box_gives_the_tracker_no_sentence(shared_data, tmp_path):
+    base = shared_data / "otb_woman_lang/Woman"
+    root = make_clips(base / "img", base / "groundtruth_rect.txt", tmp_path / "data", count=1, length=3,
+                      language="woman next to the car")
+    log = tmp_path / "init.jsonl"
+    config = tmp_path / "recorder.yaml"
+    config.write_text(f"tracker: pytracking\nparams:\n  factory: tests.test_eval_runner:Recorder\n  kwargs: {{log: {log}}}\n")
+    assert main(["eval", "--dataset", "folder", "--root", str(root), "--tracker", str(config),
+                 "--results", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert json.loads(log.read_text())["text"] is None

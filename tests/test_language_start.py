@@ -21,7 +21,7 @@ from tests.test_eval_runner import make_clips
 REPO = Path(__file__).resolve().parents[1]
 # sot_dev sequences whose sentence (configs/sot_dev_sentences.yaml) finds the target on frame 1, measured;
 # the others name a part (face, head, helmet) or a non-COCO object (toy), or fit a distractor better
-# (Jogging-1), or sit just under IoU 0.5 (Basketball 0.4996): see the README.
+# (Jogging-1), or sit just under IoU 0.5 (Basketball 0.497): see the README.
 SOT_DEV_HITS = {"OTB_Couple", "OTB_MotorRolling", "OTB_Skiing", "UAV123-10fps_group2_2"}
 
 

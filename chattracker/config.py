@@ -24,7 +24,7 @@ import yaml
 from chattracker.errors import ConfigError
 from chattracker.types import Tracker
 
-TRACKER_CONFIG_KEYS = {"tracker", "params", "enhance", "chattracker"}
+TRACKER_CONFIG_KEYS = {"tracker", "params", "enhance", "chattracker", "language_start"}
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -137,6 +137,7 @@ class TrackerConfig:
     enhance: bool = False
     chattracker: dict[str, Any] = field(default_factory=dict)
     source: str = "<defaults>"
+    language_start: dict[str, Any] = field(default_factory=dict)  # how a sentence alone finds frame 1's box
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "<dict>") -> "TrackerConfig":
@@ -153,7 +154,10 @@ class TrackerConfig:
         fusion = data.get("chattracker") or {}
         if not isinstance(fusion, dict):
             raise ConfigError(f"{source}: 'chattracker' must be a mapping, got {type(fusion).__name__}")
-        return cls(tracker, dict(params), enhance, dict(fusion), source)
+        start = data.get("language_start") or {}
+        if not isinstance(start, dict):
+            raise ConfigError(f"{source}: 'language_start' must be a mapping, got {type(start).__name__}")
+        return cls(tracker, dict(params), enhance, dict(fusion), source, dict(start))
 
     def build(self, **overrides: Any) -> Tracker:
         """Build the base tracker (and the ChatTracker wrapper when ``enhance``)."""

@@ -33,10 +33,20 @@ class FrameRecord:
 FrameCallback = Callable[[Frame, FrameRecord], None]
 
 
-def run_tracker(tracker: Tracker, frames: Iterable[Frame], init_box: Box, text: str | None = None,
+def starts_from_language(tracker: Tracker) -> bool:
+    """Whether the tracker finds frame 1's box from a sentence itself (``initialize(frame, None, text)``
+    then ``initial_box``), as JointNLT and UVLTrack do in their natural-language mode."""
+    return bool(getattr(tracker, "starts_from_language", False))
+
+
+def run_tracker(tracker: Tracker, frames: Iterable[Frame], init_box: Box | None, text: str | None = None,
                 max_frames: int | None = None, total: int | None = None, on_frame: FrameCallback | None = None,
                 progress: bool = True) -> list[FrameRecord]:
-    """Initialise on the first frame with ``init_box`` and track the rest; frame 1's record is the init box."""
+    """Initialise on the first frame with ``init_box`` and track the rest; frame 1's record is the init box.
+
+    ``init_box`` None: a tracker that ``starts_from_language`` finds it from ``text`` and reports it."""
+    if init_box is None and not (starts_from_language(tracker) and text):
+        raise ValueError("run_tracker needs an initial box, or a sentence for a tracker that starts from language")
     records: list[FrameRecord] = []
     limit = max_frames if max_frames is not None else total
     bar = tqdm(total=limit, unit="frame", desc=getattr(tracker, "name", "tracking"), disable=not progress, leave=False)
@@ -47,6 +57,8 @@ def run_tracker(tracker: Tracker, frames: Iterable[Frame], init_box: Box, text: 
             start = time.perf_counter()
             if index == 0:
                 tracker.initialize(frame, init_box, text)
+                if init_box is None:
+                    init_box = Box.from_any(tracker.initial_box)  # type: ignore[attr-defined]
                 result = TrackResult(init_box, None, {})
             else:
                 result = tracker.track(frame)

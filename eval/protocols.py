@@ -71,9 +71,13 @@ def _previous_valid_rows(invalid: np.ndarray) -> np.ndarray:
 
 
 class OfficialProtocol:
-    """The MATLAB toolkits' rules (DESIGN.md section 5)."""
+    """The MATLAB toolkits' rules (DESIGN.md section 5). ``keep_first``: frame 1 was predicted (a start
+    from language alone), so it is scored as given instead of being replaced by the ground truth."""
 
     name = "official"
+
+    def __init__(self, keep_first: bool = False) -> None:
+        self.keep_first = keep_first
 
     def frame_errors(self, results: np.ndarray, truth: np.ndarray, absent: np.ndarray | None) -> FrameErrors:
         truth = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
@@ -92,7 +96,8 @@ class OfficialProtocol:
         invalid &= ~np.isnan(truth).any(axis=1)
         invalid[0] = False
         boxes = results[_previous_valid_rows(invalid)]
-        boxes[0] = truth[0]
+        if not self.keep_first:
+            boxes[0] = truth[0]
         keep = ~absent_mask(absent, count)
         boxes, gt = boxes[keep], truth[keep]
         valid = (gt > 0).sum(axis=1) == 4
@@ -142,9 +147,10 @@ class PytrackingProtocol:
 
     name = "pytracking"
 
-    def __init__(self, dataset: str = "lasot", exclude_invalid_frames: bool = False) -> None:
+    def __init__(self, dataset: str = "lasot", exclude_invalid_frames: bool = False, keep_first: bool = False) -> None:
         self.dataset = dataset
         self.exclude_invalid_frames = exclude_invalid_frames
+        self.keep_first = keep_first
 
     def frame_errors(self, results: np.ndarray, truth: np.ndarray, absent: np.ndarray | None) -> FrameErrors:
         gt = np.asarray(truth, dtype=np.float64).reshape(-1, 4)
@@ -167,7 +173,8 @@ class PytrackingProtocol:
             if self.dataset == "lasot":
                 raise ResultError(f"has {len(pred)} rows but the ground truth has {count} frames")
             pred = np.vstack([pred, np.zeros((count - len(pred), 4))])
-        pred[0] = gt[0]
+        if not self.keep_first:
+            pred[0] = gt[0]
         visible = None if absent is None else ~absent_mask(absent, count)
         valid = (gt[:, 2:] > 0).sum(axis=1) == 2
         if visible is not None:
@@ -224,13 +231,14 @@ PYTRACKING_SETTINGS = {
 PROTOCOL_NAMES = ("official", "pytracking")
 
 
-def get_protocol(name: str, benchmark: str = "lasot") -> tuple[ScoringProtocol, bool]:
-    """The protocol object and whether it takes the benchmark's absent flags."""
+def get_protocol(name: str, benchmark: str = "lasot", keep_first: bool = False) -> tuple[ScoringProtocol, bool]:
+    """The protocol object and whether it takes the benchmark's absent flags; ``keep_first`` scores a
+    predicted frame 1 (results of ``eval --init language``) instead of replacing it by the ground truth."""
     if name == "official":
-        return OfficialProtocol(), True
+        return OfficialProtocol(keep_first), True
     if name == "pytracking":
         dataset, uses_visibility = PYTRACKING_SETTINGS.get(benchmark, (benchmark, False))
-        return PytrackingProtocol(dataset), uses_visibility
+        return PytrackingProtocol(dataset, keep_first=keep_first), uses_visibility
     raise InputError(f"unknown protocol {name!r}; choose one of {', '.join(PROTOCOL_NAMES)}")
 
 

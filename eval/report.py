@@ -96,7 +96,7 @@ def summary_rows(reports: list[ScoreReport], names: list[str]) -> list[dict]:
         rows.append({"tracker": name, "results": report.results, "protocol": report.protocol,
                      "benchmark": report.benchmark, "sequences": report.num_sequences,
                      "missing": len(report.missing), "auc": s["auc"], "precision": s["precision"],
-                     "norm_precision": s["norm_precision"], "op50": s["op50"], "op75": s["op75"]})
+                     "norm_precision": s["norm_precision"], "op50": s["op50"], "op75": s["op75"], "init": report.init})
     rows.sort(key=lambda row: -row["auc"] if not math.isnan(row["auc"]) else math.inf)
     return rows
 
@@ -163,6 +163,9 @@ def _write_markdown(rows: list[dict], attribute_rows: list, names: list[str], re
                      f"{row['precision']:.2f} | {row['norm_precision']:.2f} | {row['op50']:.2f} | {row['op75']:.2f} |")
     lines += ["", "Values in percent. AUC = mean success over IoU thresholds 0:0.05:1; P@20 = precision at 20 px;",
               "P_norm@0.2 = normalized precision at 0.2.", "",
+              "Frame 1 (--init): " + ", ".join(f"{_cell(row['tracker'])} {row['init']}" for row in rows)
+              + " (box: the ground truth; box+language: the ground truth and the sentence; language: the sentence "
+              "alone, frame 1 predicted and scored as predicted).", "",
               "Plots: `success.png`, `precision.png`, `norm_precision.png`"
               + (", per attribute in `attributes/`." if attribute_rows else ".")]
     if attribute_rows:

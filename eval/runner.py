@@ -1,7 +1,9 @@
 """One-pass evaluation (OPE): run a tracker over benchmark sequences and write result files only.
 
-Per sequence: initialise on frame 1 with the ground-truth box and the sequence's sentence, track the
-rest, then write ``<seq>_time.txt`` and last ``<seq>.txt``, each atomically, so a sequence counts as
+Per sequence: initialise on frame 1 with the ground-truth box (``init`` box), the box and the sequence's
+sentence (box+language) or the sentence alone (language: frame 1 is predicted, the choice kept in
+``<seq>_start.json``), track the rest, then write ``<seq>_time.txt`` and last ``<seq>.txt``, each
+atomically, so a sequence counts as
 done exactly when its ``<seq>.txt`` exists. A rerun skips finished sequences (resume); a failing
 sequence is recorded and the others go on.
 
@@ -45,6 +47,9 @@ from chattracker_eval.datasets.base import Sequence
 logger = logging.getLogger(__name__)
 
 RUN_RECORD = "run.json"
+# How frame 1 is started: the ground-truth box alone, the box and the sentence, or the sentence alone
+# (frame 1 predicted, not copied; the natural-language setting of TNL2K / OTB99-lang papers).
+INIT_MODES = ("box", "box+language", "language")
 PARENT_POLL_S = 1.0
 
 
@@ -59,6 +64,7 @@ class RunJob:
     tracker: str
     results_dir: Path
     description: tuple[str, str] | None = None  # (foreground, background) from a pack: no RPO
+    init: str = "box"  # box | box+language | language (INIT_MODES): what frame 1 is given
 
 
 @dataclass
@@ -111,8 +117,11 @@ def track_sequence(job: RunJob) -> RunOutcome:
     warnings: list[str] = []
     try:
         x, y, w, h = job.init_box
-        if not (np.isfinite(job.init_box).all() and w > 0 and h > 0):
+        if job.init != "language" and not (np.isfinite(job.init_box).all() and w > 0 and h > 0):
             raise ValueError(f"first ground-truth box {list(job.init_box)} has no area; cannot initialise")
+        text = job.language.strip() if job.init != "box" else ""
+        if job.init == "language" and not text:
+            raise ValueError("no sentence for a language start (give one with --sentences)")
         if job.description is None:
             tracker = build_tracker_from_spec(job.tracker)
         else:
@@ -120,8 +129,13 @@ def track_sequence(job: RunJob) -> RunOutcome:
 
             tracker = build_described_tracker(job.tracker, *job.description)
         frames = read_frames(job, warnings)
-        records = run_tracker(tracker, frames, Box(x, y, w, h), job.language or None, total=len(job.frames),
-                              progress=False)
+        init_box: Box | None = Box(x, y, w, h)
+        if job.init == "language":
+            from chattracker.language_start import start_for_spec
+
+            init_box, frames = start_for_spec(job.tracker, tracker, frames, text,
+                                              job.results_dir / f"{job.name}_start.json")
+        records = run_tracker(tracker, frames, init_box, text or None, total=len(job.frames), progress=False)
         if len(records) != len(job.frames):
             raise RuntimeError(f"tracked {len(records)} of {len(job.frames)} frames")
         boxes, held = [], 0
@@ -146,7 +160,8 @@ def track_sequence(job: RunJob) -> RunOutcome:
 
 
 def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path,
-              descriptions: dict[str, tuple[str, str]] | None = None) -> tuple[list[RunJob], list[RunOutcome]]:
+              descriptions: dict[str, tuple[str, str]] | None = None,
+              init: str = "box") -> tuple[list[RunJob], list[RunOutcome]]:
     """Jobs for the sequences not done yet; sequences whose frames cannot be listed fail here."""
     jobs, outcomes = [], []
     for sequence in sequences:
@@ -162,7 +177,7 @@ def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path,
             continue
         box = tuple(float(v) for v in sequence.init_box)
         jobs.append(RunJob(sequence.name, list(frames), box, sequence.language, tracker, results_dir,
-                           (descriptions or {}).get(sequence.name)))
+                           (descriptions or {}).get(sequence.name), init))
     return jobs, outcomes
 
 
@@ -229,6 +244,9 @@ def start_record(results_dir: Path, manifest: dict[str, Any], tracker: str, sequ
     has_results = any(is_done(results_dir, name) for name in previous.get("sequences", [])) or any(
         p.suffix == ".txt" and not p.name.endswith("_time.txt") for p in results_dir.iterdir())
     if previous and has_results:
+        if previous.get("init", "box") != manifest.get("init", "box"):
+            raise InputError(f"results folder {results_dir} holds results started with --init "
+                             f"{previous.get('init', 'box')}, not {manifest.get('init', 'box')}; choose another --results")
         for key, value in (("tracker_sha256", fingerprint), ("dataset", manifest.get("dataset"))):
             if previous.get(key) is not None and previous.get(key) != value:
                 raise InputError(
@@ -280,18 +298,19 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
             record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
             write_json(results_dir / RUN_RECORD, record)
         try:
-            return _run(sequences, tracker, results_dir, workers, progress, descriptions)
+            return _run(sequences, tracker, results_dir, workers, progress, descriptions,
+                        (manifest or {}).get("init", "box"))
         finally:
             if record is not None:
                 finish_record(results_dir, record)
 
 
 def _run(sequences: list[Sequence], tracker: str, results_dir: Path, workers: int, progress: bool,
-         descriptions: dict[str, tuple[str, str]] | None = None) -> list[RunOutcome]:
+         descriptions: dict[str, tuple[str, str]] | None = None, init: str = "box") -> list[RunOutcome]:
     stale = remove_stale_temporaries(results_dir)
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
-    jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions)
+    jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions, init)
     bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
     try:
         if workers <= 1 or len(jobs) <= 1:

@@ -6,6 +6,7 @@ file is an error naming it. Every report carries the protocol and the number of 
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class ScoreReport:
     per_sequence: dict[str, Curves]
     missing: list[str]
     attributes: list[AttributeScore] = field(default_factory=list)
+    init: str = "box"  # how frame 1 was started (run.json); "language": frame 1 predicted and scored
 
     @property
     def num_sequences(self) -> int:
@@ -56,6 +58,7 @@ class ScoreReport:
         summary = self.average.curves.summary()
         return {
             "protocol": self.protocol,
+            "init": self.init,
             "benchmark": self.benchmark,
             "num_sequences": self.num_sequences,
             "missing": list(self.missing),
@@ -93,13 +96,26 @@ def score_results(benchmark: Benchmark, results_dir: str | Path, protocol_name: 
         if path.is_file():
             rows[sequence.name] = read_result(path)
             sources[sequence.name] = path
-    return score_boxes(benchmark, rows, protocol_name, str(results_dir), sources)
+    return score_boxes(benchmark, rows, protocol_name, str(results_dir), sources, init_mode(results_dir))
+
+
+def init_mode(results_dir: Path) -> str:
+    """How the folder's results were started (``run.json`` of ``chattracker eval``); "box" without one."""
+    path = results_dir / "run.json"
+    if not path.is_file():
+        return "box"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{path} is unreadable ({error}); it says how frame 1 was started") from None
+    return str(data.get("init", "box")) if isinstance(data, dict) else "box"
 
 
 def score_boxes(benchmark: Benchmark, results: dict[str, np.ndarray], protocol_name: str = "official",
-                label: str = "results", sources: dict[str, Path] | None = None) -> ScoreReport:
-    """Score in-memory result boxes (``name -> (N, 4)``); sequences without an entry are missing."""
-    protocol, uses_absent = get_protocol(protocol_name, benchmark.name)
+                label: str = "results", sources: dict[str, Path] | None = None, init: str = "box") -> ScoreReport:
+    """Score in-memory result boxes (``name -> (N, 4)``); sequences without an entry are missing. With
+    ``init`` "language" frame 1 was predicted and is scored as given."""
+    protocol, uses_absent = get_protocol(protocol_name, benchmark.name, keep_first=init == "language")
     sources = sources or {}
     per_sequence: dict[str, Curves] = {}
     missing: list[str] = []
@@ -128,7 +144,7 @@ def score_boxes(benchmark: Benchmark, results: dict[str, np.ndarray], protocol_n
         logger.warning("%s: %d of %d sequence(s) have no result in %s", benchmark.name, len(missing),
                        len(benchmark), label)
     average = protocol.average(list(per_sequence.values()))
-    report = ScoreReport(protocol.name, benchmark.name, label, average, per_sequence, missing)
+    report = ScoreReport(protocol.name, benchmark.name, label, average, per_sequence, missing, init=init)
     report.attributes = attribute_scores(benchmark, report, protocol)
     return report
 

@@ -137,8 +137,9 @@ def test_score_lists_missing_and_names_malformed_files(shared_data, tmp_path, ca
     assert main(args + ["--results", str(results), "--results", str(second), "--protocol", "pytracking"]) == 0
     reports = json.loads(capsys.readouterr().out)
     assert isinstance(reports, list) and len(reports) == 2
-    assert set(reports[0]) == {"protocol", "benchmark", "num_sequences", "missing", "auc", "precision",
+    assert set(reports[0]) == {"protocol", "init", "benchmark", "num_sequences", "missing", "auc", "precision",
                                "norm_precision", "sequences"}
+    assert reports[0]["init"] == "box"  # no run.json: the ground truth started frame 1
     assert set(reports[0]["sequences"][list(gt)[0].name]) == {"auc", "precision", "norm_precision"}
     assert reports[0]["num_sequences"] == 3 and reports[0]["missing"] == names[3:]
     assert reports[0]["protocol"] == "pytracking"

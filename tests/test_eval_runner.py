@@ -1,4 +1,4 @@
-"""The OPE runner on clips of real frames: init with box + language, resume after SIGKILL with no
+"""The OPE runner on clips of real frames: init with box + language (--init box+language), resume after SIGKILL with no
 partial files, failures reported without stopping the run, a process pool, and the report command."""
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def test_language_and_box_reach_the_tracker_and_lost_frames_hold_the_box(woman, 
                       f"  kwargs: {{log: {log}}}\n")
     results = tmp_path / "results"
     assert main(["eval", "--dataset", "folder", "--root", str(root), "--tracker", str(config),
-                 "--results", str(results), "--no-progress"]) == 0
+                 "--init", "box+language", "--results", str(results), "--no-progress"]) == 0
     assert "ran 2" in capsys.readouterr().out
     calls = [json.loads(line) for line in log.read_text().splitlines()]
     gt = load_dataset("folder", root).sequences

@@ -181,3 +181,28 @@ def test_batch_group_table_is_the_committed_run():
     report = json.loads((RESULTS / "offload_batches.json").read_text())
     for label, cells in batch_table(report).items():
         assert readme_row(label) == cells, label
+
+
+def _section(title: str) -> str:
+    start = README.index(f"## {title}")
+    end = README.find("\n## ", start + 1)
+    return README[start:end if end > 0 else None]
+
+
+def test_language_start_tables_are_the_committed_runs():
+    section = _section("Starting from a sentence")
+    tables: dict[int, dict[str, list[str]]] = {}  # by column count: the start table has 4, the eval table 3
+    for line in section.splitlines():
+        if line.startswith("| ") and not line.startswith("| ---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            tables.setdefault(len(cells), {})[cells[0]] = cells[1:]
+    bench = json.loads((RESULTS / "language_start_bench.json").read_text())["rows"]
+    rows = tables[4]
+    for row in bench:
+        shown = rows[row["sequence"]][1]
+        assert float(shown) == pytest.approx(row["iou"], abs=0.005 if len(shown) <= 4 else 0.0005), row["sequence"]
+    scores = json.loads((RESULTS / "language_start_eval_nanotrack_v2.json").read_text())["scores"]
+    rows = tables[3]
+    for label, key in (("Woman", "woman"), ("airplane-1 (600 frames)", "airplane"), ("sot_dev (11)", "sot_dev")):
+        box, language = rows[label][0], rows[label][1].split()[0]
+        assert (box, language) == (f"{scores[key]['box']['auc']:.2f}", f"{scores[key]['language']['auc']:.2f}"), label

@@ -11,14 +11,17 @@ from chattracker.errors import InputError
 
 logger = logging.getLogger(__name__)
 
+from chattracker_eval.runner import INIT_MODES
+
 DATASET_HELP = "lasot, lasot_ext, tnl2k, otb, otb99_lang, vot, folder, got10k, trackingnet, uav123, uav123_10fps, uav20l"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "eval", help="run a tracker over a benchmark (one-pass evaluation, resumable)",
-        description="Initialise on frame 1 with the ground-truth box and the sequence's sentence, track the rest, "
-                    "and write <seq>.txt (x,y,w,h per frame) and <seq>_time.txt atomically into --results. "
+        description="Initialise on frame 1 with the ground-truth box (--init box, the default), the box and the "
+                    "sequence's sentence (box+language), or the sentence alone (language: frame 1 is predicted by "
+                    "grounding the sentence, and scored as predicted), track the rest, and write <seq>.txt (x,y,w,h per frame) and <seq>_time.txt atomically into --results. "
                     "Sequences already done are skipped; a failing sequence is reported at the end (exit 1).")
     parser.add_argument("--dataset", required=True, help=DATASET_HELP)
     parser.add_argument("--root", required=True, help="dataset root (with images)")
@@ -28,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--descriptions", metavar="PACK",
                         help="a description pack folder (`chattracker describe --dataset`): its descriptions are used "
                              "instead of running RPO (needs a ChatTracker YAML config)")
+    parser.add_argument("--init", default="box", choices=INIT_MODES,
+                        help="what frame 1 is given: box (ground truth, default), box+language, language (sentence only)")
+    parser.add_argument("--sentences", metavar="YAML",
+                        help="sequence -> sentence mapping that replaces (or supplies) the dataset's sentences")
     parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
     parser.add_argument("--results", help="output folder (default results/<dataset>/<tracker>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -44,6 +51,15 @@ def run(args: argparse.Namespace) -> int:
     options = {"split": args.split} if args.split and args.dataset in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.dataset, args.root, **options)
     sequences = benchmark.sequences.select(list(dict.fromkeys(args.sequences)) if args.sequences else None)
+    if args.sentences:
+        from chattracker_eval.sentences import with_sentences
+
+        sequences = with_sentences(sequences, args.sentences, benchmark.sequences.names())
+    if args.init != "box":
+        silent = [s.name for s in sequences if not s.language.strip()]
+        if silent:
+            raise InputError(f"--init {args.init} needs a sentence for every sequence; none for "
+                             f"{', '.join(silent[:5])}{' ...' if len(silent) > 5 else ''} (give them with --sentences)")
     descriptions = None
     if args.descriptions:
         from chattracker.packs import build_described_tracker, descriptions_for
@@ -54,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         build_tracker_from_spec(args.tracker)  # a bad name or config fails here, once, not per sequence
     results = Path(args.results) if args.results else Path("results") / args.dataset / Path(args.tracker).stem
     manifest = {"dataset": args.dataset, "root": str(args.root), "tracker": args.tracker,
-                "sequences": sequences.names(), "descriptions": args.descriptions, "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+                "sequences": sequences.names(), "descriptions": args.descriptions, "init": args.init,
+                "sentences": args.sentences, "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
     outcomes = run_benchmark(sequences, args.tracker, results, args.workers, not args.no_progress, manifest,
                              descriptions=descriptions)
     done = [o for o in outcomes if o.status == "done"]
@@ -62,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     frames = sum(o.frames for o in done)
     seconds = sum(o.seconds for o in done)
-    print(f"{args.dataset}: {len(sequences)} sequence(s), ran {len(done)} ({frames} frames, "
+    print(f"{args.dataset} (--init {args.init}): {len(sequences)} sequence(s), ran {len(done)} ({frames} frames, "
           f"{frames / seconds if seconds else 0:.1f} fps incl. image reading), skipped {len(skipped)} already done, "
           f"failed {len(failed)} -> {results}/")
     for outcome in outcomes:
@@ -71,3 +88,4 @@ def run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"failed {outcome.name}: {outcome.error}")
     return 1 if failed else 0
+

@@ -59,10 +59,10 @@ def require_scored(reports, benchmark: str) -> None:
 def format_table(reports) -> str:
     first = reports[0]
     total = len(first.per_sequence) + len(first.missing)
-    lines = [f"{first.benchmark}, protocol {first.protocol}, {total} sequence(s) in the benchmark", f"{'results':<32} {'seqs':>5} {'AUC':>7} {'P':>7} {'P_norm':>7} {'OP50':>7} {'OP75':>7}  missing"]
+    lines = [f"{first.benchmark}, protocol {first.protocol}, {total} sequence(s) in the benchmark", f"{'results':<32} {'init':<12} {'seqs':>5} {'AUC':>7} {'P':>7} {'P_norm':>7} {'OP50':>7} {'OP75':>7}  missing"]
     for report in reports:
         s = report.average.curves.summary()
-        lines.append(f"{report.label[:32]:<32} {report.num_sequences:>5} {s['auc']:>7.2f} {s['precision']:>7.2f} "
+        lines.append(f"{report.label[:32]:<32} {report.init:<12} {report.num_sequences:>5} {s['auc']:>7.2f} {s['precision']:>7.2f} "
                      f"{s['norm_precision']:>7.2f} {s['op50']:>7.2f} {s['op75']:>7.2f}  {len(report.missing)}")
     for report in reports:
         left_out = {k: report.num_sequences - v for k, v in report.average.used.items() if v < report.num_sequences}
@@ -73,4 +73,7 @@ def format_table(reports) -> str:
         if report.missing:
             shown = ", ".join(report.missing[:8]) + (" ..." if len(report.missing) > 8 else "")
             lines.append(f"missing in {report.results}: {shown}")
+    if any(report.init == "language" for report in reports):
+        lines.append("init language: frame 1 was predicted from the sentence and is scored as predicted "
+                     "(box, box+language: frame 1 is the ground truth)")
     return "\n".join(lines)

@@ -6,14 +6,15 @@ import argparse
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from chattracker.errors import InputError
 from chattracker.outputs import RunFolder, default_name, free_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.run_record import (RunRecord, add_choice_arguments, choose, frame_json, language_json, recording,
                                     rpo_trace_json, summary_lines)
-from chattracker.tracking import FrameRecord, run_tracker
+from chattracker.language_start import build_language_start, draw_candidates, start_from_frames
+from chattracker.tracking import FrameRecord, run_tracker, starts_from_language
 from chattracker.types import Box, Frame, Tracker
 from chattracker.video import AnnotatedVideoWriter, FrameSource, Overlay, check_init_box
 
@@ -27,15 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "track", help="track a target through a video file or image folder",
         description="Track one target from an initial box with ChatTracker around NanoTrack v2 (bundled weights), "
-                    "or a base tracker alone (--plain, --tracker NAME). Writes annotated.mp4, boxes.txt (x,y,w,h "
+                    "or a base tracker alone (--plain, --tracker NAME). With --text and no --box the sentence is "
+                    "grounded on frame 1 and the target chosen among the candidates (printed, drawn in start.png, "
+                    "kept in start.json). Writes annotated.mp4, boxes.txt (x,y,w,h "
                     "per frame), track.json (per-frame box, score, time and the wrapper's decision; components, "
                     "weight sources, descriptions, events) and rpo_trace.json into --out.")
     parser.add_argument("source", help="video file or folder of frames (natural sort)")
-    parser.add_argument("--box", required=True, help=BOX_HELP)
+    parser.add_argument("--box", help=BOX_HELP + "; without it, --text alone finds the target on frame 1")
     add_choice_arguments(parser)
     parser.add_argument("--config", help="YAML tracker config (tracker, params, enhance, chattracker); "
                                          "--tracker, --plain and --enhance override it")
-    parser.add_argument("--text", help="natural-language description of the target")
+    parser.add_argument("--text", help="natural-language description of the target (alone: a language start)")
     parser.add_argument("--out", help="output folder (default: runs/<source or sequence name>, numbered when taken)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     parser.add_argument("--max-frames", type=int, help="stop after this many frames")
@@ -78,18 +81,31 @@ def text_lines_of(info: dict[str, Any], text: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError("--max-frames must be at least 1")
+    if args.box is None and not (args.text and args.text.strip()):
+        raise InputError('give --box x,y,w,h, or --text "..." to find the target on frame 1 from the sentence alone')
     try:
-        box = Box.parse(args.box)
+        box = Box.parse(args.box) if args.box is not None else None
     except ValueError as error:
         raise InputError(str(error)) from None
     source = FrameSource(args.source)
-    init_box = check_init_box(box, source.width, source.height)
+    init_box = check_init_box(box, source.width, source.height) if box is not None else None
     out = Path(args.out) if args.out else free_folder(Path("runs"), default_name(args.source))
+    frames: Iterable[Frame] = source
+    start = first = None
     with recording() as used:
         tracker = build_from_args(args)
+        if init_box is None and not starts_from_language(tracker):
+            config, grounder, describer = build_language_start(language_settings(args))
+            start, first, frames = start_from_frames(source, args.text, config, grounder, describer)
+            init_box = check_init_box(start.target.box, source.width, source.height)
         with RunFolder(out, "track.json", args.overwrite) as folder:
-            records, seconds = _track(args, tracker, source, init_box, folder.staging, used)
+            if start is not None:
+                draw_candidates(first, start, folder.staging / "start.png")
+                write_json(folder.staging / "start.json", start.to_json())
+            records, seconds = _track(args, tracker, source, frames, init_box, folder.staging, used)
             written = folder.publish()
+    for line in start.lines() if start is not None else []:
+        print(line)
     for line in summary_lines(tracker, used):
         print(line)
     print(f"tracked {len(records)} frames with {tracker.name} at {speed_text(records)} (wall {seconds:.1f}s) -> "
@@ -105,8 +121,15 @@ def speed_text(records: list[FrameRecord]) -> str:
     return f"{(len(records) - 1) / seconds:.1f} fps"
 
 
-def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init_box: Box,
-           staging: Path, used: RunRecord) -> tuple[list[FrameRecord], float]:
+def language_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The config's ``language_start`` section (defaults without --config)."""
+    from chattracker.config import load_tracker_config
+
+    return load_tracker_config(args.config).language_start if args.config else {}
+
+
+def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, frames: Iterable[Frame],
+           init_box: Box | None, staging: Path, used: RunRecord) -> tuple[list[FrameRecord], float]:
     writer = None if args.no_video else AnnotatedVideoWriter(staging / "annotated.mp4", source.fps, source.width, source.height)
 
     def draw(frame: Frame, record: FrameRecord) -> None:
@@ -116,7 +139,7 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
 
     start = time.perf_counter()
     try:
-        records = run_tracker(tracker, source, init_box, args.text, args.max_frames, source.num_frames,
+        records = run_tracker(tracker, frames, init_box, args.text, args.max_frames, source.num_frames,
                               on_frame=draw, progress=not args.no_progress)
     except BaseException:
         if writer is not None:
@@ -128,7 +151,8 @@ def _track(args: argparse.Namespace, tracker: Tracker, source: FrameSource, init
     nan = [float("nan")] * 4
     write_boxes(staging / "boxes.txt", [r.box.to_list() if r.box is not None else nan for r in records])
     write_json(staging / "track.json", {
-        "source": str(args.source), "tracker": tracker.name, "init_box": init_box.to_list(), "text": args.text,
+        "source": str(args.source), "tracker": tracker.name, "init": "box" if args.box else "language",
+        "init_box": records[0].box.to_list() if records and records[0].box else None, "text": args.text,
         **language_json(tracker, used, records), "frames": [frame_json(r) for r in records],
     })
     if used.rpo:

@@ -62,13 +62,16 @@ class InlineBackend:
 _WORKER: SequenceWorker | None = None
 
 
-def _start_worker(parent: int, devices: list[str] | None, counter, reuse: bool) -> None:
-    """Pool initializer: take the next device round-robin, and exit when the main process is gone."""
+def _start_worker(parent: int, workers: int, devices: list[str] | None, counter, reuse: bool) -> None:
+    """Pool initializer: take the next device round-robin and a share of the cores, and exit when the main
+    process is gone."""
     global _WORKER
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    _WORKER = SequenceWorker(device_for_worker(devices, index), reuse, label=f"worker {index} (pid {os.getpid()})")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    _WORKER = SequenceWorker(device_for_worker(devices, index), reuse, label=f"worker {index} (pid {os.getpid()})",
+                             threads=threads)
 
     def watch() -> None:  # a worker whose main process died (even by SIGKILL) exits instead of idling forever
         while True:
@@ -100,7 +103,7 @@ class PoolBackend:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context, initializer=_start_worker,
-                                   initargs=(os.getpid(), self.devices, self._counter, self.reuse))
+                                   initargs=(os.getpid(), self.slots, self.devices, self._counter, self.reuse))
 
     def submit(self, job: RunJob) -> None:
         self._futures[self._pool.submit(_run_job, job)] = job

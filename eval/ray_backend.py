@@ -24,7 +24,8 @@ FORWARDED_PREFIXES = ("CHATTRACKER_", "HF_", "TRANSFORMERS_")
 
 
 class SequenceActor:
-    """The Ray actor body: a :class:`SequenceWorker` on the GPU(s) Ray gave this actor, if any."""
+    """The Ray actor body: a :class:`SequenceWorker` on the GPU(s) Ray gave this actor, if any, and on its one
+    CPU (``num_cpus=1``: one thread for OpenCV and torch)."""
 
     def __init__(self, reuse: bool) -> None:
         import ray
@@ -32,7 +33,7 @@ class SequenceActor:
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's own GPUs, so the first visible one is ours.
         device = "cuda:0" if ray.get_gpu_ids() else "cpu"
         node = ray.get_runtime_context().get_node_id()[:8]
-        self.worker = SequenceWorker(device, reuse, label=f"ray actor pid {os.getpid()} on node {node}")
+        self.worker = SequenceWorker(device, reuse, label=f"ray actor pid {os.getpid()} on node {node}", threads=1)
 
     def run(self, job: RunJob) -> SequenceResult:
         return self.worker.run(job)

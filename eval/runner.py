@@ -22,6 +22,7 @@ import logging
 import os
 import socket
 import sys
+import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ class RunOutcome:
     build_seconds: float = 0.0  # of ``seconds``, building the tracker (0 when the worker reused its own)
     worker: str = ""
     attempts: int = 0
+    finished: float = 0.0  # time.monotonic() when this process wrote it (throughput after warm-up)
 
 
 def result_files(results_dir: Path, name: str) -> tuple[Path, Path]:
@@ -87,7 +89,7 @@ def write_result(job: RunJob, result: SequenceResult, attempts: int) -> RunOutco
         write_boxes(boxes_file, result.boxes)
     except OSError as error:
         return RunOutcome(job.name, "failed", error=f"cannot write results: {error.strerror or error}", **common)
-    return RunOutcome(job.name, "done", len(result.boxes), **common)
+    return RunOutcome(job.name, "done", len(result.boxes), finished=time.monotonic(), **common)
 
 
 def track_sequence(job: RunJob) -> RunOutcome:

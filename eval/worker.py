@@ -70,16 +70,32 @@ def read_frames(job: RunJob, warnings: list[str]):
         yield previous
 
 
+def limit_threads(threads: int) -> None:
+    """Workers sharing a machine split its cores: N workers each running OpenCV's and torch's full thread
+    pools would oversubscribe it (Ray does the same for its actors through OMP_NUM_THREADS)."""
+    import os
+    import sys
+
+    import cv2
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # torch reads it when first imported
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
 class SequenceWorker:
     """Runs sequences on one tracker built on first use; ``reuse=False`` builds one per sequence (the
     behaviour before workers kept their models, kept for comparison)."""
 
-    def __init__(self, device: str | None = None, reuse: bool = True, label: str = "") -> None:
+    def __init__(self, device: str | None = None, reuse: bool = True, label: str = "", threads: int | None = None) -> None:
         self.device = device
         self.reuse = reuse
         self.label = label or f"worker on {device or 'default device'}"
         self._built: dict[tuple[str, bool], Tracker] = {}
         set_worker_device(device)
+        if threads:
+            limit_threads(threads)
 
     def tracker_for(self, job: RunJob) -> tuple[Tracker, float]:
         """The tracker for ``job`` and the seconds spent building it now (0 when reused)."""

@@ -76,7 +76,9 @@ def run(args: argparse.Namespace) -> int:
         check_tracker_spec(args.tracker)  # models load on the actors, not in the driver
     results = Path(args.results) if args.results else Path("results") / args.dataset / Path(args.tracker).stem
     manifest = {"dataset": args.dataset, "root": str(args.root), "tracker": args.tracker,
-                "sequences": sequences.names(), "descriptions": args.descriptions, "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
+                "sequences": sequences.names(), "descriptions": args.descriptions, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "backend": {"name": plan.backend, "workers": plan.workers, "devices": plan.devices,
+                            "address": plan.address, "gpus_per_worker": plan.gpus_per_worker, "shard": args.shard}}
     outcomes = run_benchmark(sequences, args.tracker, results, plan, not args.no_progress, manifest,
                              descriptions=descriptions, shard=shard)
     done = [o for o in outcomes if o.status == "done"]

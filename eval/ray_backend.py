@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from typing import Any
 
 from chattracker.errors import InputError
@@ -42,6 +43,20 @@ class SequenceActor:
         return os.getpid()
 
 
+def check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A ``host:port`` that does not answer is one clear error now: ``ray.init`` would retry for many minutes."""
+    if not address or address == "auto" or "://" in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--address {address!r} is not host:port (e.g. 10.0.0.5:6379), 'auto' or ray://host:port")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise InputError(f"no Ray cluster answers at {address} ({error.strerror or error}); start one with "
+                         "`ray start --head` or pass its address") from None
+
+
 def _import_ray() -> Any:
     try:
         import ray
@@ -57,6 +72,7 @@ class RayBackend:
     def __init__(self, address: str | None, workers: int | None, gpus_per_worker: float = 0.0,
                  reuse: bool = True) -> None:
         ray = self.ray = _import_ray()
+        check_reachable(address)
         env = {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_PREFIXES)}
         try:
             ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=False,

@@ -308,16 +308,14 @@ def _run(sequences: list[Sequence], tracker: str, results_dir: Path, plan: Worke
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
     jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions)
-    bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
-    try:
-        if jobs:
-            backend = plan.start(len(jobs))
-            try:
-                outcomes.extend(_schedule(jobs, backend, plan.retries, results_dir, bar, shared))
-            finally:
-                backend.close()
-    finally:
-        bar.close()
+    if jobs:
+        backend = plan.start(len(jobs))  # an unreachable cluster fails here, before any progress bar
+        bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
+        try:
+            outcomes.extend(_schedule(jobs, backend, plan.retries, results_dir, bar, shared))
+        finally:
+            bar.close()
+            backend.close()
     order = {sequence.name: index for index, sequence in enumerate(sequences)}
     return sorted(outcomes, key=lambda outcome: order.get(outcome.name, len(order)))
 

@@ -99,12 +99,16 @@ def test_hf_describer_and_grounder_with_device_auto_use_the_worker_device(monkey
     (["--shard", "5/4"], "shards are numbered from 1"),
     (["--shard", "half"], "--shard must be I/N"),
     (["--retries", "-1"], "--retries must be at least 0"),
+    (["--backend", "ray", "--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
+    (["--backend", "ray", "--address", "head"], "is not host:port"),
 ])
 def test_bad_worker_options_are_one_line(tmp_path, capsys, argv, expected, monkeypatch):
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     (tmp_path / "seq" / "img").mkdir(parents=True)
+    (tmp_path / "seq" / "groundtruth.txt").write_text("1,1,5,5\n")
+    (tmp_path / "seq" / "img" / "0001.jpg").write_bytes(b"never read: the options fail first")
     code = main(["eval", "--dataset", "folder", "--root", str(tmp_path), "--tracker", "kcf", "--results",
                  str(tmp_path / "out"), *argv])
     assert_one_error_line(capsys, code, expected)

@@ -337,21 +337,20 @@ def settings_of_spec(spec: str) -> dict[str, Any]:
     return {}
 
 
-def start_for_spec(spec: str, tracker: Any, frames: Iterable[Frame], text: str,
-                   record: Path) -> tuple[Box | None, Iterable[Frame]]:
-    """Frame 1's box for a benchmark sequence from its sentence alone, the choice written to ``record``;
-    None when the tracker starts from language itself (it reports its own box). Every sequence gets a
-    start, credible or not, so that the average is over all of them, as for a VL tracker."""
-    from chattracker.results import write_json
+def start_for_spec(spec: str, tracker: Any, frames: Iterable[Frame],
+                   text: str) -> tuple[Box | None, Iterable[Frame], dict | None]:
+    """Frame 1's box for a benchmark sequence from its sentence alone, and the choice as JSON (the eval
+    driver writes it as ``<seq>_start.json``); None and no record when the tracker starts from language
+    itself (it reports its own box). Every sequence gets a start, credible or not, so that the average
+    is over all of them, as for a VL tracker."""
     from chattracker.tracking import starts_from_language
 
     if starts_from_language(tracker):
-        return None, frames
+        return None, frames, None
     config, grounder, describer = build_language_start(settings_of_spec(spec))
     start, _, frames_again = start_from_frames(frames, text, config, grounder, describer, require_credible=False,
                                                any_object=True)
-    write_json(record, start.to_json())
-    return start.target.box, frames_again
+    return start.target.box, frames_again, start.to_json()
 
 
 # --- the picture ---------------------------------------------------------------------------------------

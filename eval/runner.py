@@ -1,15 +1,17 @@
 """One-pass evaluation (OPE): run a tracker over benchmark sequences and write result files only.
 
-Per sequence: initialise on frame 1 with the ground-truth box (``init`` box), the box and the sequence's
+Per sequence: a worker (``eval.worker``, in this process, a local pool or a Ray actor; each builds its
+tracker once) initialises on frame 1 with the ground-truth box (``init`` box), the box and the sequence's
 sentence (box+language) or the sentence alone (language: frame 1 is predicted, the choice kept in
-``<seq>_start.json``), track the rest, then write ``<seq>_time.txt`` and last ``<seq>.txt``, each
-atomically, so a sequence counts as
-done exactly when its ``<seq>.txt`` exists. A rerun skips finished sequences (resume); a failing
-sequence is recorded and the others go on.
+``<seq>_start.json``) and tracks the rest; this process alone writes ``<seq>_start.json``, ``<seq>_time.txt``
+and last ``<seq>.txt``, each atomically, so a sequence counts as done exactly when its ``<seq>.txt`` exists.
+A rerun skips finished sequences (resume); a failing sequence is recorded and the others go on; a sequence
+whose worker died is retried a bounded number of times.
 
 A results folder belongs to one tracker and configuration (``run.json`` keeps its hash): a run with
 another is refused, and only one eval at a time may use a folder (an ``flock`` on the folder; ``run.json``
-names the holder). Workers exit when the main process is gone, even when it was SIGKILLed.
+names the holder), except the shards of one run (``--shard I/N``), which share it and lock each sequence.
+Workers exit when the main process is gone, even when it was SIGKILLed.
 """
 
 from __future__ import annotations
@@ -19,30 +21,25 @@ import fcntl
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import socket
 import sys
-import threading
 import time
-import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
 from tqdm import tqdm
 
-from chattracker.builder import build_tracker_from_spec
 from chattracker.config import load_yaml
-from chattracker.results import write_boxes, write_json, write_times
-from chattracker.tracking import run_tracker
-from chattracker.types import Box
 from chattracker.errors import InputError
-from chattracker.video import read_image
+from chattracker.results import write_boxes, write_json, write_times
+from chattracker_eval.backends import Backend, InlineBackend, PoolBackend
 from chattracker_eval.datasets.base import Sequence
+from chattracker_eval.shards import LOCK_FOLDER, SequenceLock, shard_of
+from chattracker_eval.worker import RunJob, SequenceResult, SequenceWorker
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +47,7 @@ RUN_RECORD = "run.json"
 # How frame 1 is started: the ground-truth box alone, the box and the sentence, or the sentence alone
 # (frame 1 predicted, not copied; the natural-language setting of TNL2K / OTB99-lang papers).
 INIT_MODES = ("box", "box+language", "language")
-PARENT_POLL_S = 1.0
-
-
-@dataclass
-class RunJob:
-    """What a worker needs for one sequence (picklable: plain paths and numbers)."""
-
-    name: str
-    frames: list[Path]
-    init_box: tuple[float, float, float, float]
-    language: str
-    tracker: str
-    results_dir: Path
-    description: tuple[str, str] | None = None  # (foreground, background) from a pack: no RPO
-    init: str = "box"  # box | box+language | language (INIT_MODES): what frame 1 is given
+DEFAULT_RETRIES = 2  # a sequence whose worker died is tried again this many times, then reported failed
 
 
 @dataclass
@@ -75,6 +58,10 @@ class RunOutcome:
     seconds: float = 0.0
     error: str = ""
     warnings: list[str] = field(default_factory=list)
+    build_seconds: float = 0.0  # of ``seconds``, building the tracker (0 when the worker reused its own)
+    worker: str = ""
+    attempts: int = 0
+    finished: float = 0.0  # time.monotonic() when this process wrote it (throughput after warm-up)
 
 
 def result_files(results_dir: Path, name: str) -> tuple[Path, Path]:
@@ -94,69 +81,27 @@ def remove_stale_temporaries(results_dir: Path) -> int:
     return removed
 
 
-def read_frames(job: RunJob, warnings: list[str]):
-    """Frames as RGB arrays. An unreadable frame after the first repeats the previous one (known in
-    real archives, e.g. a corrupt TNL2K frame) so the sequence still gets one row per frame; it is
-    reported. An unreadable first frame fails the sequence."""
-    previous = None
-    for index, path in enumerate(job.frames):
-        try:
-            previous = read_image(path)
-        except InputError as error:
-            if previous is None:
-                raise
-            message = f"frame {index + 1} unreadable ({error}); the previous frame was used again"
-            logger.warning("sequence %s: %s", job.name, message)
-            warnings.append(message)
-        yield previous
+def write_result(job: RunJob, result: SequenceResult, attempts: int) -> RunOutcome:
+    """The driver's one write per sequence: times first, boxes last (each atomic), so ``<seq>.txt`` existing
+    means the sequence is done."""
+    common = dict(seconds=result.seconds, warnings=result.warnings, build_seconds=result.build_seconds,
+                  worker=result.worker, attempts=attempts)
+    if result.error:
+        return RunOutcome(job.name, "failed", error=result.error, **common)
+    boxes_file, times_file = result_files(job.results_dir, job.name)
+    try:
+        if result.start is not None:  # a language start: the frame-1 choice, for the report and the audit trail
+            write_json(job.results_dir / f"{job.name}_start.json", result.start)
+        write_times(times_file, result.times)
+        write_boxes(boxes_file, result.boxes)
+    except OSError as error:
+        return RunOutcome(job.name, "failed", error=f"cannot write results: {error.strerror or error}", **common)
+    return RunOutcome(job.name, "done", len(result.boxes), finished=time.monotonic(), **common)
 
 
 def track_sequence(job: RunJob) -> RunOutcome:
-    """Run one sequence and write its two files; any exception becomes a failed outcome."""
-    start = time.perf_counter()
-    warnings: list[str] = []
-    try:
-        x, y, w, h = job.init_box
-        if job.init != "language" and not (np.isfinite(job.init_box).all() and w > 0 and h > 0):
-            raise ValueError(f"first ground-truth box {list(job.init_box)} has no area; cannot initialise")
-        text = job.language.strip() if job.init != "box" else ""
-        if job.init == "language" and not text:
-            raise ValueError("no sentence for a language start (give one with --sentences)")
-        if job.description is None:
-            tracker = build_tracker_from_spec(job.tracker)
-        else:
-            from chattracker.packs import build_described_tracker
-
-            tracker = build_described_tracker(job.tracker, *job.description)
-        frames = read_frames(job, warnings)
-        init_box: Box | None = Box(x, y, w, h)
-        if job.init == "language":
-            from chattracker.language_start import start_for_spec
-
-            init_box, frames = start_for_spec(job.tracker, tracker, frames, text,
-                                              job.results_dir / f"{job.name}_start.json")
-        records = run_tracker(tracker, frames, init_box, text or None, total=len(job.frames), progress=False)
-        if len(records) != len(job.frames):
-            raise RuntimeError(f"tracked {len(records)} of {len(job.frames)} frames")
-        boxes, held = [], 0
-        for record in records:
-            if record.box is None or not record.box.is_valid():
-                # A lost target keeps the last box: what the official toolkit's repair does anyway,
-                # and pytracking refuses NaN rows, so both read the file unchanged.
-                boxes.append(boxes[-1])
-                held += 1
-            else:
-                boxes.append(record.box.to_list())
-        if held:
-            logger.info("sequence %s: %d frame(s) without a box kept the previous box", job.name, held)
-        boxes_file, times_file = result_files(job.results_dir, job.name)
-        write_times(times_file, [r.seconds for r in records])
-        write_boxes(boxes_file, boxes)
-        return RunOutcome(job.name, "done", len(records), time.perf_counter() - start, warnings=warnings)
-    except Exception as error:  # one bad sequence must not stop the benchmark
-        logger.debug("sequence %s failed:\n%s", job.name, traceback.format_exc())
-        return RunOutcome(job.name, "failed", 0, time.perf_counter() - start, f"{type(error).__name__}: {error}",
-                          warnings)
+    """Run one sequence on a freshly built tracker and write its two files (what a single call needs)."""
+    return write_result(job, SequenceWorker(reuse=False).run(job), 1)
 
 
 def make_jobs(sequences: list[Sequence], tracker: str, results_dir: Path,
@@ -191,8 +136,9 @@ def tracker_fingerprint(spec: str) -> str:
 
 
 @contextmanager
-def hold_results_folder(results_dir: Path) -> Iterator[None]:
-    """Exclusive use of ``results_dir`` while the block runs; another holder is named in the refusal.
+def hold_results_folder(results_dir: Path, shared: bool = False) -> Iterator[None]:
+    """Use of ``results_dir`` while the block runs: exclusive, or ``shared`` with the other shards of one run
+    (each sequence then has its own lock); another holder is named in the refusal.
 
     The lock is an ``flock`` on the folder itself: the kernel drops it when its holder dies, so a killed run
     never leaves a stale lock, and no lock file sits among the results."""
@@ -204,17 +150,36 @@ def hold_results_folder(results_dir: Path) -> Iterator[None]:
     except OSError as error:
         raise InputError(f"cannot use results folder {results_dir}: {(error.strerror or str(error)).lower()}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         holder = _read_record(results_dir).get("running") or {}
         who = (f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('since')}: {holder.get('command')}"
                if holder else "its holder has not written run.json yet")
-        raise InputError(f"results folder {results_dir} is in use by another eval ({who}); wait for it to finish "
-                         "or choose another --results") from None
+        hint = " (shards share a folder only with other shards: pass --shard to every run)" if shared or holder.get(
+            "shard") else ""
+        raise InputError(f"results folder {results_dir} is in use by another eval ({who}){hint}; wait for it to "
+                         "finish or choose another --results") from None
     try:
         if not os.access(results_dir, os.W_OK):
             raise InputError(f"results folder {results_dir} is not writable")
+        yield
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def record_lock(results_dir: Path, shared: bool) -> Iterator[None]:
+    """Serialises read-modify-write of ``run.json`` between shards sharing the folder (an exclusive holder
+    needs none, and leaves no ``.locks`` folder behind)."""
+    if not shared:
+        yield
+        return
+    folder = results_dir / LOCK_FOLDER
+    folder.mkdir(exist_ok=True)
+    fd = os.open(folder / f"{RUN_RECORD}.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
         os.close(fd)
@@ -267,70 +232,150 @@ def _command_line() -> str:
 
 
 def finish_record(results_dir: Path, record: dict[str, Any]) -> None:
-    """``run.json`` as the folder now is: which of its sequences have results; no holder."""
-    record = {key: value for key, value in record.items() if key != "running"}
+    """``run.json`` as the folder now is: which of its sequences have results; no holder (unless another
+    shard took over as the named holder since)."""
+    current = _read_record(results_dir)
+    record = {**record, "sequences": list(dict.fromkeys([*current.get("sequences", []), *record["sequences"]]))}
+    ours = record.get("running") or {}
+    theirs = current.get("running") or {}
+    if theirs and (theirs.get("pid"), theirs.get("host")) != (ours.get("pid"), ours.get("host")):
+        record["running"] = theirs
+    else:
+        record.pop("running", None)
     record["done"] = [name for name in record["sequences"] if is_done(results_dir, name)]
     record["updated"] = _now()
     write_json(results_dir / RUN_RECORD, record)
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: a worker whose main process died (even by SIGKILL) exits instead of idling forever."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(PARENT_POLL_S)
-            if os.getppid() != parent:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
-def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Path, workers: int = 1,
+class _NoLock:
+    """An exclusive holder of the folder needs no per-sequence lock."""
+
+    def acquire(self) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+
+NO_LOCK = _NoLock()
+
+
+@dataclass
+class Workers:
+    """Where sequences run: ``backend`` local (``workers`` processes, ``devices`` round-robin) or ray
+    (``address``, ``workers`` actors, ``gpus_per_worker`` each); ``reuse=False`` rebuilds per sequence."""
+
+    backend: str = "local"
+    workers: int | None = None
+    devices: list[str] | None = None
+    address: str | None = None
+    gpus_per_worker: float = 0.0
+    retries: int = DEFAULT_RETRIES
+    reuse: bool = True
+
+    def start(self, jobs: int) -> Backend:
+        if self.backend == "ray":
+            from chattracker_eval.ray_backend import RayBackend
+
+            return RayBackend(self.address, self.workers, self.gpus_per_worker, self.reuse)
+        workers = self.workers or 1
+        if workers <= 1 or jobs <= 1:
+            return InlineBackend(self.devices[0] if self.devices else None, self.reuse)
+        return PoolBackend(workers, self.devices, self.reuse)
+
+
+def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Path, workers: int | Workers = 1,
                   progress: bool = True, manifest: dict | None = None,
-                  descriptions: dict[str, tuple[str, str]] | None = None) -> list[RunOutcome]:
+                  descriptions: dict[str, tuple[str, str]] | None = None,
+                  shard: tuple[int, int] | None = None) -> list[RunOutcome]:
     """Run ``tracker`` (a registered name or a YAML config) over ``sequences`` into ``results_dir``; with
-    ``descriptions`` (sequence -> foreground, background) an enhanced tracker uses them instead of running RPO."""
+    ``descriptions`` (sequence -> foreground, background) an enhanced tracker uses them instead of running RPO;
+    with ``shard`` (I, N) only shard I of N, sharing the folder with the other shards."""
     results_dir = Path(results_dir)
-    with hold_results_folder(results_dir):
+    plan = workers if isinstance(workers, Workers) else Workers(workers=workers)
+    if shard is not None:
+        sequences = shard_of(list(sequences), *shard)
+    with hold_results_folder(results_dir, shared=shard is not None):
         record = None
         if manifest is not None:
-            record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
-            write_json(results_dir / RUN_RECORD, record)
+            with record_lock(results_dir, shard is not None):
+                record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
+                if shard is not None:
+                    record["running"]["shard"] = f"{shard[0]}/{shard[1]}"
+                write_json(results_dir / RUN_RECORD, record)
         try:
-            return _run(sequences, tracker, results_dir, workers, progress, descriptions,
-                        (manifest or {}).get("init", "box"))
+            return _run(sequences, tracker, results_dir, plan, progress, descriptions, shared=shard is not None,
+                        init=(manifest or {}).get("init", "box"))
         finally:
             if record is not None:
-                finish_record(results_dir, record)
+                with record_lock(results_dir, shard is not None):
+                    finish_record(results_dir, record)
 
 
-def _run(sequences: list[Sequence], tracker: str, results_dir: Path, workers: int, progress: bool,
-         descriptions: dict[str, tuple[str, str]] | None = None, init: str = "box") -> list[RunOutcome]:
+def _run(sequences: list[Sequence], tracker: str, results_dir: Path, plan: Workers, progress: bool,
+         descriptions: dict[str, tuple[str, str]] | None = None, shared: bool = False,
+         init: str = "box") -> list[RunOutcome]:
     stale = remove_stale_temporaries(results_dir)
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
     jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions, init)
-    bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
-    try:
-        if workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                outcomes.append(track_sequence(job))
-                bar.update(1)
-        else:
-            # spawn: trackers hold native thread pools (OpenCV, onnxruntime) that do not survive fork.
-            context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_exit_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
-                futures = {pool.submit(track_sequence, job): job for job in jobs}
-                for future in as_completed(futures):
-                    try:
-                        outcomes.append(future.result())
-                    except Exception as error:  # a worker that died (crash in native code) fails its job only
-                        outcomes.append(RunOutcome(futures[future].name, "failed",
-                                                   error=f"worker process failed: {type(error).__name__}: {error}"))
-                    bar.update(1)
-    finally:
-        bar.close()
+    if jobs:
+        backend = plan.start(len(jobs))  # an unreachable cluster fails here, before any progress bar
+        bar = tqdm(total=len(jobs), unit="seq", desc=f"OPE {Path(tracker).stem}", disable=not progress)
+        try:
+            outcomes.extend(_schedule(jobs, backend, plan.retries, results_dir, bar, shared))
+        finally:
+            bar.close()
+            backend.close()
     order = {sequence.name: index for index, sequence in enumerate(sequences)}
     return sorted(outcomes, key=lambda outcome: order.get(outcome.name, len(order)))
+
+
+def _schedule(jobs: list[RunJob], backend: Backend, retries: int, results_dir: Path, bar: tqdm,
+              shared: bool) -> list[RunOutcome]:
+    """One sequence in flight per worker slot, each under its own lock when the folder is ``shared`` by shards;
+    a sequence whose worker was lost goes back in the queue up to ``retries`` times, then fails with the reason."""
+    pending = deque(jobs)
+    attempts: dict[str, int] = {}
+    held: dict[str, SequenceLock | _NoLock] = {}
+    outcomes: list[RunOutcome] = []
+    try:
+        while pending or held:
+            while pending and len(held) < backend.slots:
+                job = pending.popleft()
+                lock = SequenceLock(results_dir, job.name) if shared else NO_LOCK
+                if not lock.acquire():
+                    outcomes.append(RunOutcome(job.name, "skipped", warnings=[
+                        "another eval sharing this folder is running it (its lock is held)"]))
+                    bar.update(1)
+                    continue
+                if is_done(results_dir, job.name):  # finished by another shard meanwhile
+                    lock.release()
+                    outcomes.append(RunOutcome(job.name, "skipped"))
+                    bar.update(1)
+                    continue
+                attempts[job.name] = attempts.get(job.name, 0) + 1
+                held[job.name] = lock
+                backend.submit(job)
+            for completion in backend.wait(timeout=1.0):
+                name = completion.job.name
+                try:
+                    if completion.result is not None:
+                        outcomes.append(write_result(completion.job, completion.result, attempts[name]))
+                    elif attempts[name] <= retries:
+                        logger.warning("sequence %s: %s; trying again (%d of %d retries)", name, completion.lost,
+                                       attempts[name], retries)
+                        pending.appendleft(completion.job)
+                        continue
+                    else:
+                        outcomes.append(RunOutcome(name, "failed", attempts=attempts[name],
+                                                   error=f"{completion.lost} (tried {attempts[name]} time(s))"))
+                    bar.update(1)
+                finally:
+                    held.pop(name).release()
+    finally:
+        for lock in held.values():
+            lock.release()
+    return outcomes

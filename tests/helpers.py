@@ -53,3 +53,20 @@ def assert_one_error_line(capsys, code: int, *expected: str) -> str:
     for part in expected:
         assert part in err, err
     return err
+
+
+SOT_CLIPS = ("OTB_Couple", "OTB_Football1", "OTB_Skiing", "OTB_Deer", "OTB_Toy", "OTB_MotorRolling")
+
+
+def make_sot_clips(data: Path, out: Path, length: int, names: tuple[str, ...] = SOT_CLIPS) -> Path:
+    """A ``folder`` dataset of the first ``length`` real frames (symlinks) and boxes of sot_dev sequences."""
+    for name in names:
+        source = data / "sot_dev" / name
+        folder = out / name / "img"
+        folder.mkdir(parents=True)
+        frames = sorted((source / "img").iterdir())[:length]
+        for frame in frames:
+            (folder / frame.name).symlink_to(frame)
+        rows = (source / "groundtruth.txt").read_text().splitlines()[:len(frames)]
+        (out / name / "groundtruth.txt").write_text("\n".join(rows) + "\n")
+    return out

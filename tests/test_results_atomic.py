@@ -95,10 +95,10 @@ class _Drifting:
 
 RUNNER = """
     import json
-    from chattracker_eval import runner
+    from chattracker_eval import runner, worker
     from chattracker_eval.datasets import load_dataset
     from tests.test_results_atomic import _Drifting
-    runner.build_tracker_from_spec = lambda spec: _Drifting()
+    worker.build_tracker_from_spec = lambda spec: _Drifting()  # workers build trackers (eval/worker.py)
     sequences = load_dataset("folder", sys.argv[1]).sequences
     if sys.argv[3] == "limit":
         limit()

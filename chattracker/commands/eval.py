@@ -35,7 +35,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="what frame 1 is given: box (ground truth, default), box+language, language (sentence only)")
     parser.add_argument("--sentences", metavar="YAML",
                         help="sequence -> sentence mapping that replaces (or supplies) the dataset's sentences")
-    parser.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    parser.add_argument("--backend", choices=("local", "ray"), default="local",
+                        help="local: processes on this machine (default); ray: actors on a Ray cluster")
+    parser.add_argument("--workers", type=int,
+                        help="parallel workers, each with its tracker built once (local default 1; ray default: as "
+                             "many as the cluster fits)")
+    parser.add_argument("--devices", metavar="LIST",
+                        help="local: devices given to the workers round-robin, e.g. cuda:0,cuda:1 (a describer or "
+                             "grounder with device: auto uses its worker's)")
+    parser.add_argument("--address", help="ray: cluster address (default: RAY_ADDRESS, else a new local Ray)")
+    parser.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                        help="ray: GPUs per actor (num_gpus; fractions share a GPU; default 0)")
+    parser.add_argument("--retries", type=int, default=2,
+                        help="times a sequence whose worker died is tried again before it is reported failed "
+                             "(default 2)")
+    parser.add_argument("--shard", metavar="I/N",
+                        help="run only shard I of N (1-based, round-robin over the sequence list) into a results "
+                             "folder shared with the other shards, e.g. --shard $SLURM_ARRAY_TASK_ID/8")
     parser.add_argument("--results", help="output folder (default results/<dataset>/<tracker>)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -46,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from chattracker_eval.datasets import load_dataset
     from chattracker_eval.runner import run_benchmark
 
-    if args.workers < 1:
-        raise InputError("--workers must be at least 1")
+    plan = workers_from_args(args)
+    shard = None
+    if args.shard is not None:
+        from chattracker_eval.shards import parse_shard
+
+        shard = parse_shard(args.shard)
     options = {"split": args.split} if args.split and args.dataset in ("lasot", "lasot_ext", "tnl2k") else {}
     benchmark = load_dataset(args.dataset, args.root, **options)
     sequences = benchmark.sequences.select(list(dict.fromkeys(args.sequences)) if args.sequences else None)
@@ -66,20 +86,25 @@ def run(args: argparse.Namespace) -> int:
 
         descriptions = descriptions_for(args.descriptions, sequences.names())
         build_described_tracker(args.tracker, *next(iter(descriptions.values()), ("", "")))  # a bad config fails once
-    else:
+    elif plan.backend == "local":
         build_tracker_from_spec(args.tracker)  # a bad name or config fails here, once, not per sequence
+    else:
+        check_tracker_spec(args.tracker)  # models load on the actors, not in the driver
     results = Path(args.results) if args.results else Path("results") / args.dataset / Path(args.tracker).stem
     manifest = {"dataset": args.dataset, "root": str(args.root), "tracker": args.tracker,
                 "sequences": sequences.names(), "descriptions": args.descriptions, "init": args.init,
-                "sentences": args.sentences, "started": datetime.datetime.now(datetime.timezone.utc).isoformat()}
-    outcomes = run_benchmark(sequences, args.tracker, results, args.workers, not args.no_progress, manifest,
-                             descriptions=descriptions)
+                "sentences": args.sentences, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                "backend": {"name": plan.backend, "workers": plan.workers, "devices": plan.devices,
+                            "address": plan.address, "gpus_per_worker": plan.gpus_per_worker, "shard": args.shard}}
+    outcomes = run_benchmark(sequences, args.tracker, results, plan, not args.no_progress, manifest,
+                             descriptions=descriptions, shard=shard)
     done = [o for o in outcomes if o.status == "done"]
     skipped = [o for o in outcomes if o.status == "skipped"]
     failed = [o for o in outcomes if o.status == "failed"]
     frames = sum(o.frames for o in done)
     seconds = sum(o.seconds for o in done)
-    print(f"{args.dataset} (--init {args.init}): {len(sequences)} sequence(s), ran {len(done)} ({frames} frames, "
+    where = f" (shard {shard[0]}/{shard[1]}: {len(outcomes)} of them)" if shard else ""
+    print(f"{args.dataset} (--init {args.init}): {len(sequences)} sequence(s){where}, ran {len(done)} ({frames} frames, "
           f"{frames / seconds if seconds else 0:.1f} fps incl. image reading), skipped {len(skipped)} already done, "
           f"failed {len(failed)} -> {results}/")
     for outcome in outcomes:
@@ -89,3 +114,44 @@ def run(args: argparse.Namespace) -> int:
         print(f"failed {outcome.name}: {outcome.error}")
     return 1 if failed else 0
 
+
+def workers_from_args(args: argparse.Namespace):
+    """The ``Workers`` plan of the command line; options of the other backend are refused, not ignored."""
+    from chattracker_eval.runner import Workers
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError("--workers must be at least 1")
+    if args.retries < 0:
+        raise InputError("--retries must be at least 0")
+    if args.backend == "local":
+        for flag, value in (("--address", args.address), ("--gpus-per-worker", args.gpus_per_worker or None)):
+            if value is not None:
+                raise InputError(f"{flag} is for --backend ray")
+        devices = None
+        if args.devices is not None:
+            from chattracker.devices import parse_devices
+
+            devices = parse_devices(args.devices)
+        return Workers("local", args.workers or 1, devices, retries=args.retries)
+    if args.devices is not None:
+        raise InputError("--devices is for --backend local; on Ray use --gpus-per-worker (Ray assigns the GPUs)")
+    if args.gpus_per_worker < 0:
+        raise InputError("--gpus-per-worker must be >= 0")
+    return Workers("ray", args.workers, None, args.address, args.gpus_per_worker, args.retries)
+
+
+def check_tracker_spec(spec: str) -> None:
+    """A bad tracker name or config fails once in the driver, without building models there."""
+    from chattracker.config import load_tracker_config
+    from chattracker_trackers.base import available_trackers
+
+    name = spec
+    if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
+        config = load_tracker_config(spec)
+        name = config.tracker
+        if config.enhance:
+            from chattracker.wrapper import FusionConfig
+
+            FusionConfig.from_dict(config.chattracker)
+    if name not in available_trackers():
+        raise InputError(f"unknown tracker {name!r}; available: {', '.join(available_trackers())}")

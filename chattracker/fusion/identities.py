@@ -47,7 +47,7 @@ class IdentityTracker:
 
     def reset(self, box: Box | None = None, embedding: np.ndarray | None = None) -> None:
         """Forget everything; with ``box``, start with the target's identity there (the first frame)."""
-        self.identities, self.target, self._round = [], None, 0
+        self.identities, self.target, self._round, self._next = [], None, 0, 1  # a reused tracker numbers as a new one
         if box is not None:
             self.identities.append(Identity(self._next, box, embedding, 1, 0, TARGET))
             self.target = self._next

@@ -52,9 +52,9 @@ class HFGrounder:
         self.text_threshold = float(text_threshold)
         self.nms_threshold = float(nms_threshold)
         self.max_detections = int(max_detections)
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(device)
+        from chattracker.devices import resolve_device
+
+        self.device = torch.device(resolve_device(device))  # auto: the eval worker's device when it has one
         model = str(model)
         looks_local = model.startswith(("/", "./", "../", "~")) or model.count("/") > 1
         if looks_local and not Path(model).expanduser().is_dir():

@@ -28,11 +28,10 @@ OFFLOAD_KEYS = {"store", "expert_budget", "method", "bits", "group_size", "optio
 
 
 def pick_device(device: str) -> str:
-    import torch
+    """``auto`` is the eval worker's device when it has one (``chattracker.devices``)."""
+    from chattracker.devices import resolve_device
 
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
+    return resolve_device(device)
 
 
 def local_model_dir(model: str) -> Path:

@@ -68,8 +68,8 @@ def test_demo_base_switches_to_the_look_alike_at_the_crossing(demo_run):
     assert np.mean(on_blue) > 0.8
 
 
-@pytest.mark.xfail(strict=True, reason="measured with the learned-appearance fusion: base 0.484, ChatTracker 0.484 (the colour/HOG fusion had 0.526) "
-                                       "; the goal is +0.2, then drop this mark")
+@pytest.mark.xfail(strict=True, reason="measured with colour evidence and inner scale drift: base 0.484, ChatTracker 0.621 "
+                                       "(+0.137); the goal is +0.2, then drop this mark")
 def test_demo_language_rescues_the_base_tracker(demo_run):
     scores = json.loads(demo_run[2].joinpath("track.json").read_text())["scores"]
     assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2

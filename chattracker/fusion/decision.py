@@ -117,7 +117,8 @@ class Verifier:
             if c.selection == "oracle":
                 if truth is None:
                     raise ValueError("the oracle selection needs the ground truth (analysis only)")
-                chosen = max(candidates, key=lambda k: k.box.iou(truth))
+                # Every object the round found, those inside a grown base box included.
+                chosen = max([*candidates, *candidates[0].inner], key=lambda k: k.box.iou(truth))
             else:
                 chosen = self._random.choice(candidates)
             switch = chosen is not base and chosen.box.iou(base.box) < c.switch_iou

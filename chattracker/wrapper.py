@@ -119,6 +119,10 @@ class FusionConfig:
         if self.appearance != "auto" and self.appearance not in EMBEDDERS.names():
             raise ConfigError(f"{section}: appearance must be auto or one of {', '.join(EMBEDDERS.names())}, "
                               f"got {self.appearance!r}")
+        v = self.verification
+        if not 0.0 <= v.colour_miss <= v.colour_fit <= 1.0:
+            raise ConfigError(f"{section}: need 0 <= colour_miss <= colour_fit <= 1, got colour_miss "
+                              f"{v.colour_miss} and colour_fit {v.colour_fit}")
         if self.memory_size < 1 or self.max_foreground < 1:
             raise ConfigError(f"{section}: memory_size and max_foreground must be >= 1")
 
@@ -251,7 +255,6 @@ class ChatTracker:
         self._suspect = kept and (decision.chosen is not base
                                   or (not self._graded and base.appearance < v.min_appearance)
                                   or (base.colour is not None and base.colour < v.colour_miss))
-        signs = set(self.verifier.signs)
         self._act(frame, decision)
         if decision.box is not None:
             self._kalman.update(decision.box)

@@ -182,6 +182,8 @@ def test_settings_are_validated_with_the_allowed_keys(weights_env):
         build_chattracker(build_tracker("csrt"), {"rpo": {"iters": 2}})
     with pytest.raises(ConfigError, match="unknown grounder"):
         build_chattracker(build_tracker("csrt"), {"grounder": "nope"})
+    with pytest.raises(ConfigError, match="need 0 <= colour_miss <= colour_fit <= 1"):
+        build_chattracker(build_tracker("csrt"), {"colour_miss": 0.7, "colour_fit": 0.6})
 
 
 def test_cli_enhance_writes_the_annotated_video_with_descriptions(shared_data, weights_env, tmp_path, monkeypatch):

@@ -51,15 +51,18 @@ class Candidate:
                 "colour": None if self.colour is None else round(self.colour, 4)}
 
 
+def _intersection(a: Box, b: Box) -> float:
+    x1, y1 = max(a.x, b.x), max(a.y, b.y)
+    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
 def same_object(a: Box, b: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
     """Two boxes of one object: they overlap (IoU), or one mostly lies inside the other (a tracker's
     tight box inside a detector's loose one, a torso inside a whole person)."""
     if a.iou(b) >= iou:
         return True
-    x1, y1 = max(a.x, b.x), max(a.y, b.y)
-    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter >= cover * max(min(a.area, b.area), 1e-9)
+    return _intersection(a, b) >= cover * max(min(a.area, b.area), 1e-9)
 
 
 def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
@@ -70,10 +73,7 @@ def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7
     template taken at another scale)."""
     if proposal.iou(base) >= iou:
         return True
-    x1, y1 = max(proposal.x, base.x), max(proposal.y, base.y)
-    x2, y2 = min(proposal.x + proposal.w, base.x + base.w), min(proposal.y + proposal.h, base.y + base.h)
-    inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
-    return inter >= cover * max(base.area, 1e-9)
+    return _intersection(proposal, base) >= cover * max(base.area, 1e-9)
 
 
 def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[tuple[Box, float]] = (),

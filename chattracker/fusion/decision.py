@@ -95,13 +95,11 @@ class Verifier:
         self._random = random.Random(config.seed)
         self._drift_streak: list[tuple[Box, int]] = []
         self._colour_miss_streak = 0
-        self.signs: list[str] = []  # the base box's signs of loss in the last round (before any is discounted)
 
     def reset(self) -> None:
         self._random = random.Random(self.config.seed)
         self._drift_streak = []
         self._colour_miss_streak = 0
-        self.signs = []
 
     def decide(self, candidates: list[Candidate], base_score: float | None, memory: AppearanceMemory,
                target_identity: int | None, truth: Box | None = None, graded: bool = True) -> Decision:
@@ -124,7 +122,6 @@ class Verifier:
             switch = chosen is not base and chosen.box.iou(base.box) < c.switch_iou
             return Decision(chosen.box, switch, confirmed, c.selection, c.selection, candidates, chosen)
 
-        self.signs = []
         drift = self._scale_drift(base, proposals, memory)
         if drift is not None:
             return Decision(drift.box, True, False, "recovered", "recovered (scale drift)", candidates, drift,
@@ -134,7 +131,6 @@ class Verifier:
             return Decision(takeover.box, True, False, "recovered", "recovered (base on a distractor's identity)",
                             candidates, takeover)
         lost_signs = self._lost_signs(base, base_score, memory)
-        self.signs = list(lost_signs)
         if (graded and base_score is not None and base_score >= c.low_score and not set(lost_signs) & UNDISCOUNTED_SIGNS
                 and base.appearance >= c.unfamiliar):
             # A base that is sure of itself is not overruled on looks alone, unless it looks like

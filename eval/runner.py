@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime
 import fcntl
+import glob
 import hashlib
 import json
 import logging
@@ -72,13 +73,23 @@ def is_done(results_dir: Path, name: str) -> bool:
     return result_files(results_dir, name)[0].is_file()
 
 
-def remove_stale_temporaries(results_dir: Path) -> int:
-    """Temp files of writes cut short by a kill (never read by any toolkit, but untidy)."""
+def remove_stale_temporaries(results_dir: Path, files: list[str] | None = None) -> int:
+    """Temp files of writes cut short by a kill (never read by any toolkit, but untidy): all of them, or only
+    those of ``files`` (names in the folder). Shards sharing a folder pass the files they hold the lock of,
+    since another shard's temp file may be a write in flight."""
+    patterns = [".*.tmp"] if files is None else [f".{glob.escape(name)}.*.tmp" for name in files]
     removed = 0
-    for path in results_dir.glob(".*.tmp"):
-        path.unlink(missing_ok=True)
-        removed += 1
+    for pattern in patterns:
+        for path in results_dir.glob(pattern):
+            path.unlink(missing_ok=True)
+            removed += 1
     return removed
+
+
+def sequence_files(name: str) -> list[str]:
+    """The files a sequence's results are written to (boxes, times, a language start's choice)."""
+    boxes, times = result_files(Path(), name)
+    return [boxes.name, times.name, f"{name}_start.json"]
 
 
 def write_result(job: RunJob, result: SequenceResult, attempts: int) -> RunOutcome:
@@ -301,6 +312,8 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
         record = None
         if manifest is not None:
             with record_lock(results_dir, shard is not None):
+                if shard is not None:
+                    remove_stale_temporaries(results_dir, [RUN_RECORD])
                 record = start_record(results_dir, manifest, tracker, [sequence.name for sequence in sequences])
                 if shard is not None:
                     record["running"]["shard"] = f"{shard[0]}/{shard[1]}"
@@ -317,7 +330,7 @@ def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Pa
 def _run(sequences: list[Sequence], tracker: str, results_dir: Path, plan: Workers, progress: bool,
          descriptions: dict[str, tuple[str, str]] | None = None, shared: bool = False,
          init: str = "box") -> list[RunOutcome]:
-    stale = remove_stale_temporaries(results_dir)
+    stale = 0 if shared else remove_stale_temporaries(results_dir)  # shards clean what they hold the lock of
     if stale:
         logger.info("removed %d temp file(s) left by an interrupted run", stale)
     jobs, outcomes = make_jobs(sequences, tracker, results_dir, descriptions, init)
@@ -356,6 +369,8 @@ def _schedule(jobs: list[RunJob], backend: Backend, retries: int, results_dir: P
                     outcomes.append(RunOutcome(job.name, "skipped"))
                     bar.update(1)
                     continue
+                if shared:
+                    remove_stale_temporaries(results_dir, sequence_files(job.name))
                 attempts[job.name] = attempts.get(job.name, 0) + 1
                 held[job.name] = lock
                 backend.submit(job)

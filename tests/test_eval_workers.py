@@ -156,6 +156,25 @@ def test_shards_share_one_folder_and_together_write_what_one_run_writes(clips, w
     assert main([*command[3:], "--shard", "1/3"]) == 0  # a rerun of a finished shard: all skipped
 
 
+@pytest.mark.shared
+def test_a_shard_removes_only_the_temp_files_of_what_it_holds(clips, weights_env, tmp_path):
+    # Another shard's temp file may be a write in flight (the CI once saw a shard delete another's
+    # .run.json temp between its write and its rename): a shard removes temp files of the sequences it
+    # has locked and of run.json under the record lock, never the rest.
+    sequences = load_dataset("folder", clips).sequences
+    ours, theirs = shard_of([s.name for s in sequences], 1, 2), shard_of([s.name for s in sequences], 2, 2)
+    out = tmp_path / "out"
+    out.mkdir()
+    left = [out / f".{ours[0]}.txt.killed.tmp", out / f".{ours[0]}_time.txt.killed.tmp", out / ".run.json.killed.tmp"]
+    in_flight = [out / f".{theirs[0]}.txt.writing.tmp", out / f".{theirs[0]}_time.txt.writing.tmp"]
+    for path in left + in_flight:
+        path.write_text("partial")
+    run_benchmark(sequences, "kcf", out, progress=False, manifest={"dataset": "folder"}, shard=(1, 2))
+    assert [path.exists() for path in left] == [False] * 3
+    assert [path.exists() for path in in_flight] == [True] * 2
+    assert all((out / f"{name}.txt").is_file() for name in ours) and not (out / f"{theirs[0]}.txt").exists()
+
+
 def test_a_plain_run_and_shards_never_share_a_folder(tmp_path, capsys):
     (tmp_path / "data" / "seq" / "img").mkdir(parents=True)
     (tmp_path / "data" / "seq" / "groundtruth.txt").write_text("1,1,5,5\n")

@@ -129,7 +129,10 @@ def test_hub_layout_of_fused_experts_converts_to_the_same_store(tmp_path, width)
     assert shapes["model.language_model.layers.0.mlp.experts.down_proj"] == (8, width, 64)
     if width == 48:
         with torch.no_grad():
-            assert torch.equal(_stock(hub)(PROMPT).logits, _stock(saved)(PROMPT).logits)
+            # Equal up to float rounding: stock transformers transposes the hub tensors at load, and a matmul
+            # over the transposed memory may sum in another order on another CPU (seen on an AMD EPYC: not
+            # bit-equal, though every weight is).
+            torch.testing.assert_close(_stock(hub)(PROMPT).logits, _stock(saved)(PROMPT).logits, rtol=1e-5, atol=1e-5)
     ours = ExpertStore(convert_checkpoint(saved, tmp_path / "store_saved", bits=8, group_size=16).parent)
     theirs = ExpertStore(convert_checkpoint(hub, tmp_path / "store_hub", bits=8, group_size=16).parent)
     for layer in ours.layers:

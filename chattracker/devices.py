@@ -12,6 +12,22 @@ import os
 from chattracker.errors import InputError
 
 ENV_DEVICE = "CHATTRACKER_DEVICE"
+ENV_THREADS = "CHATTRACKER_THREADS"
+MAX_MODEL_THREADS = 4  # small CPU models (YOLOX-Nano, OSNet x0.25) gain little beyond this many threads
+
+
+def thread_budget() -> int:
+    """Threads one onnxruntime model may use: the worker's share of the cores when an eval worker set
+    ``CHATTRACKER_THREADS``, else this process's cores (capped). The wrapper runs its models one after
+    another with the base tracker, never beside it, so one model may take every core the process has."""
+    given = os.environ.get(ENV_THREADS, "").strip()
+    if given.isdigit() and int(given) > 0:
+        return int(given)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_MODEL_THREADS))
 
 
 def resolve_device(device: str) -> str:

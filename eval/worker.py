@@ -80,7 +80,10 @@ def limit_threads(threads: int) -> None:
 
     import cv2
 
+    from chattracker.devices import ENV_THREADS
+
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch reads it when first imported
+    os.environ[ENV_THREADS] = str(threads)  # the onnxruntime models the tracker builds (thread_budget)
     cv2.setNumThreads(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)

@@ -5,6 +5,7 @@ matters: the two joggers of Jogging-1, the players of Basketball, the pedestrian
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -253,6 +254,51 @@ def test_schedule_is_periodic_and_pulled_forward_by_triggers_with_a_cooldown():
     assert low == [3, 6, 9]  # low confidence: every `cooldown` frames, not every frame
     schedule.reset(0)
     assert schedule.due(1, 0.9, 5.0) is None and schedule.due(3, 0.9, 5.0) == "motion"
+
+
+def test_model_threads_follow_the_worker_share_of_the_cores(monkeypatch):
+    from chattracker.devices import ENV_THREADS, MAX_MODEL_THREADS, thread_budget
+
+    monkeypatch.setenv(ENV_THREADS, "1")
+    assert thread_budget() == 1  # an eval worker among several: its share
+    monkeypatch.delenv(ENV_THREADS)
+    assert 1 <= thread_budget() <= min(MAX_MODEL_THREADS, len(os.sched_getaffinity(0)))
+
+
+def test_a_search_region_goes_to_the_grounders_region_method_and_a_whole_frame_does_not():
+    from chattracker.types import Proposals
+
+    class Recording:
+        def __init__(self):
+            self.calls = []
+
+        def ground(self, image, phrases):
+            self.calls.append(("ground", image.shape))
+            return Proposals(np.array([[1.0, 2.0, 5.0, 5.0]]), np.array([0.9]), ["person"], None)
+
+        def ground_region(self, image, phrases):
+            self.calls.append(("ground_region", image.shape))
+            return self.ground(image, phrases)
+
+    grounder, frame = Recording(), np.zeros((100, 200, 3), np.uint8)
+    local = ground(grounder, frame, ["person"], [], Box(50, 20, 40, 30))
+    assert grounder.calls[0] == ("ground_region", (30, 40, 3))
+    assert local.foreground[0][0] == Box(51.0, 22.0, 5.0, 5.0)  # back in frame coordinates
+    grounder.calls.clear()
+    ground(grounder, frame, ["person"], [])
+    assert grounder.calls == [("ground", (100, 200, 3))]
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize("name", ["osnet", "nanotrack"])
+def test_a_batch_of_crops_embeds_as_the_crops_do_one_by_one(name, weights_env):
+    # The batch-of-one exports run batched (their reshapes freed): the same numbers, in half the time.
+    embedder = build_embedder(name)
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    boxes = [Box(10, 10, 40, 90), Box(150, 60, 50, 50), Box(260, 100, 30, 70)]
+    together = embedder.embed(frame, boxes)
+    alone = np.concatenate([embedder.embed(frame, [box]) for box in boxes])
+    assert together.shape == (3, embedder.dim) and np.allclose(together, alone, atol=1e-5)
 
 
 def test_search_region_is_square_clipped_and_at_least_the_minimum():

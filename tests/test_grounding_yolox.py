@@ -112,7 +112,7 @@ def test_one_inference_per_image(grounder: YoloxGrounder, crossing, monkeypatch)
     image, _ = crossing
     calls = []
     original = grounder._run
-    monkeypatch.setattr(grounder, "_run", lambda img: calls.append(1) or original(img))
+    monkeypatch.setattr(grounder, "_run", lambda img, side=None: calls.append(1) or original(img, side))
     grounder._cache_key = None
     grounder.ground(image, ["person", "car", "bicycle"])
     grounder.ground(image.copy(), ["person on the left"])
@@ -150,3 +150,28 @@ def test_repeated_and_empty_phrases(grounder: YoloxGrounder, crossing) -> None:
     twice = grounder.ground(image, ["person", " person ", ""])
     assert set(twice.token_scores) == {"person"} and len(twice) == len(once) == 2
     np.testing.assert_allclose(twice.boxes, once.boxes)
+
+
+def test_a_search_region_runs_at_the_smaller_input_and_a_frame_at_the_models(grounder: YoloxGrounder,
+                                                                                 airplane) -> None:
+    # The graph is convolutions, resizes by scale and a reshape to (1, 85, -1): any multiple of 32 runs.
+    assert grounder.input_shape(360, 640, 416)[:2] == (416, 416)  # letterboxed as trained
+    assert grounder.input_shape(150, 150, grounder.region_input)[:2] == (320, 320)
+    image, target = airplane(1)
+    square = YoloxGrounder(region_input=416)
+    # Whole frames are grounded as before (the region input changes nothing there).
+    assert np.array_equal(grounder.detections(image).boxes, square.detections(image).boxes)
+    # A search region around the target: found at 320 as at 416.
+    region = Box(target.x - target.w, target.y - target.h, 3 * target.w, 3 * target.h).clip(640, 360)
+    x1, y1, x2, y2 = (int(round(v)) for v in region.to_xyxy())
+    crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+    local = Box(target.x - x1, target.y - y1, target.w, target.h)
+    small = grounder.ground_region(crop, ["airplane"])
+    large = square.ground_region(crop, ["airplane"])
+    assert _best_iou(small, "airplane", local) >= 0.5 and _best_iou(large, "airplane", local) >= 0.5
+    assert grounder._cache_key.endswith("@320")  # the region input really ran
+
+
+def test_region_input_is_checked() -> None:
+    with pytest.raises(ChatTrackerError, match="region_input"):
+        YoloxGrounder(region_input=300)

@@ -2,7 +2,8 @@
 
 The grounder sees either the whole frame or an enlarged search region around the reference box;
 the region is upsampled by the grounder's own resize, which is what lets a small target (a distant
-airplane) be found at all by a small detector.
+airplane) be found at all by a small detector. A grounder with a ``ground_region`` method grounds
+search regions with it (YOLOX: at a smaller input than whole frames).
 """
 
 from __future__ import annotations
@@ -41,11 +42,14 @@ def ground(grounder: Grounder, frame: Frame, foreground: Sequence[str], backgrou
            region: Box | None = None, min_score: float = 0.0) -> GroundedFrame:
     """Run the grounder once with all phrases and split its boxes into foreground and background."""
     height, width = frame.shape[:2]
+    region_given = region is not None
     region = (region or Box(0.0, 0.0, float(width), float(height))).clip(width, height)
     x1, y1, x2, y2 = (int(round(v)) for v in region.to_xyxy())
     image = np.ascontiguousarray(frame[y1:y2, x1:x2])
     phrases = list(dict.fromkeys([*foreground, *[p for p in background if p not in foreground]]))
-    proposals: Proposals = grounder.ground(image, phrases) if image.size and phrases else Proposals.empty()
+    # A grounder may ground search regions its own way (YOLOX: at a smaller input, ``ground_region``).
+    method = getattr(grounder, "ground_region", grounder.ground) if region_given else grounder.ground
+    proposals: Proposals = method(image, phrases) if image.size and phrases else Proposals.empty()
     fg_set = set(foreground)
     fg: list[tuple[Box, float, str]] = []
     bg: list[tuple[Box, float, str]] = []

@@ -20,7 +20,7 @@ import numpy as np
 
 from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.fusion.appearance import AppearanceMemory
-from chattracker.fusion.candidates import embed_candidates, gather_candidates
+from chattracker.fusion.candidates import Candidate, embed_candidates, gather_candidates, intersection_area
 from chattracker.fusion.colour import ColourEvidence
 from chattracker.fusion.decision import SELECTIONS, Decision, VerificationConfig, Verifier
 from chattracker.fusion.embedding import EMBEDDERS, build_embedder
@@ -78,6 +78,12 @@ class FusionConfig:
     # template (1.5 re-templated walkers on the development set and cost them about 1 AUC each; airplane-1 grows 5x)
     refresh_aspect: float = 1.4  # ... while the confirming proposal's aspect ratio stayed within this
     # factor of the template's (a scale change, not an occlusion or a deformation)
+    refresh_iou: float = 0.7  # ... and the base box, which the new template is cut from, agrees this well with
+    # the detector's box (a misaligned box makes a template with background in it, which drifts)
+    refresh_rounds: int = 2  # ... seen in this many confirmed rounds in a row (one is as likely a partial
+    # detection)
+    refresh_occluded: float = 0.3  # ... and never a shrink whose missing part lies this much under another found
+    # object (a walker half hidden by a car reads as a change of scale)
     reinit_size: str = "memory"  # a recovery re-initialises with the remembered size, or the "proposal"'s
     refresh_box: str = "base"  # re-initialise on the base box or on the confirming proposal
     redescribe: bool = True  # run RPO again after a recovery, and when a new look-alike appears near the target
@@ -123,8 +129,11 @@ class FusionConfig:
         if not 0.0 <= v.colour_miss <= v.colour_fit <= 1.0:
             raise ConfigError(f"{section}: need 0 <= colour_miss <= colour_fit <= 1, got colour_miss "
                               f"{v.colour_miss} and colour_fit {v.colour_fit}")
-        if self.memory_size < 1 or self.max_foreground < 1:
-            raise ConfigError(f"{section}: memory_size and max_foreground must be >= 1")
+        if self.memory_size < 1 or self.max_foreground < 1 or self.refresh_rounds < 1:
+            raise ConfigError(f"{section}: memory_size, max_foreground and refresh_rounds must be >= 1")
+        for key in ("refresh_iou", "refresh_occluded"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"{section}: {key} must be in [0, 1], got {getattr(self, key)}")
 
 
 class ChatTracker:
@@ -163,6 +172,8 @@ class ChatTracker:
         self.frame_index = 0
         self._kalman: BoxKalman | None = None
         self._last_refresh = 0
+        self._rescaled_rounds = 0
+        self._round_background: list[Box] = []
         self._last_redescribe = 0
         self._absent = False
         self.grounding_seconds = 0.0
@@ -188,6 +199,7 @@ class ChatTracker:
         self.verifier.reset()
         self.events = []
         self._last_refresh = self._last_redescribe = 0
+        self._rescaled_rounds = 0
         self.grounding_seconds, self.grounding_rounds = 0.0, 0
         self._text = text
         self._template = box
@@ -355,8 +367,9 @@ class ChatTracker:
         self.identities.update(candidates)
         kalman = self._kalman
         assert kalman is not None
+        self._round_background = [b for b, _, _ in grounded.background]
         score_candidates([*candidates, *candidates[0].inner], self.memory, self.identities.distractor_embeddings(), prior,
-                         [b for b, _, _ in grounded.background], kalman.distance, c)
+                         self._round_background, kalman.distance, c)
         truth = None
         if self.ground_truth is not None and self.frame_index < len(self.ground_truth):
             row = self.ground_truth[self.frame_index]
@@ -393,6 +406,7 @@ class ChatTracker:
             self.base.initialize(frame, decision.box, self._text)
             self._template = decision.box
             self._template_proposal = None
+            self._rescaled_rounds = 0
             self.events.append({"frame": self.frame_index + 1, "event": "reinitialize", "box": decision.box.to_list(),
                                 "reason": decision.reason})
             if self._may_redescribe():
@@ -402,6 +416,7 @@ class ChatTracker:
             self._redescribe(frame, decision.box, "a new look-alike appeared near the target")
             return
         base = decision.candidates[0] if decision.candidates else None
+        refresh = self._refresh_due(decision, base)
         if decision.confirmed and decision.chosen is base and self._template_proposal is None:
             # The detector's box of the target when the template was taken: scale changes are
             # measured detector box against detector box (a person box around a face, a looser
@@ -415,7 +430,7 @@ class ChatTracker:
             self.memory.add(frame, decision.box, base.embedding)
             # A Siamese template taken at another scale is what degrades the base tracker most when
             # the target approaches or recedes; a confirmed box at the new scale is a safe new template.
-            if self.config.refresh_template and decision.confirming and self._is_rescaled(decision.confirming.box):
+            if self.config.refresh_template and decision.confirming and refresh:
                 box = decision.box if self.config.refresh_box == "base" else decision.confirming.box
                 self.base.initialize(frame, box, self._text)
                 self._template = box
@@ -434,6 +449,33 @@ class ChatTracker:
             return box
         cx, cy = box.center
         return Box(cx - w / 2.0, cy - h / 2.0, w, h)
+
+    def _refresh_due(self, decision: Decision, base: Candidate | None) -> bool:
+        """A template refresh: the target seen at a new scale, by a base box the detector agrees with,
+        ``refresh_rounds`` confirmed rounds in a row (counted every round)."""
+        confirming = decision.confirming
+        rescaled = (confirming is not None and decision.chosen is base and self._is_rescaled(confirming.box)
+                    and decision.box is not None and decision.box.iou(confirming.box) >= self.config.refresh_iou
+                    and not self._occluded_shrink(decision))
+        self._rescaled_rounds = self._rescaled_rounds + 1 if rescaled else 0
+        return self._rescaled_rounds >= self.config.refresh_rounds
+
+    def _occluded_shrink(self, decision: Decision) -> bool:
+        """A smaller box because something covers the target, not because it went away: the part of the
+        template's extent (at the new box's centre) that the new box lacks lies under another object
+        the round found (Woman walking behind a car: base and detector both shrink to her upper body)."""
+        box, template = decision.box, self._template
+        if box is None or box.area >= template.area:
+            return False
+        cx, cy = box.center
+        extent = Box(cx - template.w / 2.0, cy - template.h / 2.0, template.w, template.h)
+        missing = extent.area - intersection_area(extent, box)
+        if missing <= 0:
+            return False
+        others = [c.box for c in decision.candidates[1:]] + self._round_background
+        covered = max((intersection_area(extent, other) - intersection_area(extent, other, box) for other in others),
+                      default=0.0)
+        return covered >= self.config.refresh_occluded * missing
 
     def _is_rescaled(self, box: Box) -> bool:
         """Whether ``box`` is the template's target seen at another scale (same shape, other size)."""

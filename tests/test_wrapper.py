@@ -266,3 +266,31 @@ def test_base_reporting_no_box_is_recovered_where_the_target_still_is(crossing, 
     # The base was re-initialised on each recovery (its counter restarted at the last one); the stub
     # then replays the ground truth from frame 2, a wrong place that can cause a second recovery.
     assert inner.index == 30 - recovered[-1]["frame"]
+
+
+def test_no_template_refresh_while_the_woman_walks_behind_the_car(shared_data, weights_env, grounder, tmp_path):
+    """OTB Woman, frames 200-225: she walks behind a parked car; NanoTrack's box and YOLOX's box both
+    shrink to her upper body for two rounds (the detector's area about 0.4 of the template's), which reads
+    as a change of scale. The shrink's missing part lies under the car the round found, so no new template
+    is cut from her upper body (it cost 5.2 AUC when one was); without that rule the refresh happens."""
+    sequence = real_sequences(shared_data)["Woman"]
+    files, truth = list_images(sequence.frames)[:240], sequence.ground_truth[:240]
+    first = Box.from_any(truth[0])
+    frames = [read_image(f) for f in files]
+    refreshes = {}
+    for rule in ("on", "off"):
+        wrapped = build_chattracker(build_tracker("nanotrack_v2"), settings(tmp_path))
+        wrapped.grounder = grounder
+        if rule == "off":
+            wrapped._occluded_shrink = lambda decision: False
+        run(wrapped, frames, first, "woman next to the car")  # OTB99-lang's sentence
+        assert "car" in wrapped._phrases()[1]  # the sentence names the car, so the rounds find it
+        refreshes[rule] = [e["frame"] for e in wrapped.events if e["event"] == "refresh"]
+    assert refreshes["on"] == []
+    assert refreshes["off"] and 210 <= refreshes["off"][0] <= 230, refreshes
+
+
+def test_refresh_settings_are_checked(weights_env):
+    for key, value in (("refresh_iou", 1.5), ("refresh_occluded", -0.1), ("refresh_rounds", 0)):
+        with pytest.raises(ConfigError, match=key):
+            FusionConfig.from_dict({key: value})

@@ -51,9 +51,10 @@ class Candidate:
                 "colour": None if self.colour is None else round(self.colour, 4)}
 
 
-def _intersection(a: Box, b: Box) -> float:
-    x1, y1 = max(a.x, b.x), max(a.y, b.y)
-    x2, y2 = min(a.x + a.w, b.x + b.w), min(a.y + a.h, b.y + b.h)
+def intersection_area(*boxes: Box) -> float:
+    """The area all ``boxes`` share."""
+    x1, y1 = max(b.x for b in boxes), max(b.y for b in boxes)
+    x2, y2 = min(b.x + b.w for b in boxes), min(b.y + b.h for b in boxes)
     return max(0.0, x2 - x1) * max(0.0, y2 - y1)
 
 
@@ -62,7 +63,7 @@ def same_object(a: Box, b: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
     tight box inside a detector's loose one, a torso inside a whole person)."""
     if a.iou(b) >= iou:
         return True
-    return _intersection(a, b) >= cover * max(min(a.area, b.area), 1e-9)
+    return intersection_area(a, b) >= cover * max(min(a.area, b.area), 1e-9)
 
 
 def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7) -> bool:
@@ -73,7 +74,7 @@ def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7
     template taken at another scale)."""
     if proposal.iou(base) >= iou:
         return True
-    return _intersection(proposal, base) >= cover * max(base.area, 1e-9)
+    return intersection_area(proposal, base) >= cover * max(base.area, 1e-9)
 
 
 def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[tuple[Box, float]] = (),

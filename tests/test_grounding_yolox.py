@@ -157,6 +157,8 @@ def test_a_search_region_runs_at_the_smaller_input_and_a_frame_at_the_models(gro
     # The graph is convolutions, resizes by scale and a reshape to (1, 85, -1): any multiple of 32 runs.
     assert grounder.input_shape(360, 640, 416)[:2] == (416, 416)  # letterboxed as trained
     assert grounder.input_shape(150, 150, grounder.region_input)[:2] == (320, 320)
+    # A region is enlarged to 320 at least and never shrunk below its own size (to 416 at most).
+    assert [grounder.region_side(n, n) for n in (100, 320, 330, 400, 900)] == [320, 320, 352, 416, 416]
     image, target = airplane(1)
     square = YoloxGrounder(region_input=416)
     # Whole frames are grounded as before (the region input changes nothing there).

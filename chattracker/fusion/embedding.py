@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 import cv2
 import numpy as np
 
+from chattracker.onnx_sessions import onnx_session
 from chattracker.registry import Registry
 from chattracker.types import Box, Frame
 
@@ -29,15 +30,6 @@ logger = logging.getLogger(__name__)
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
-def imagenet_blob(batch: np.ndarray) -> np.ndarray:
-    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` float32, ImageNet-normalised: one multiply-add in
-    place on the channel-first copy (a third of the time of dividing the float array twice)."""
-    x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
-    x *= (1.0 / (255.0 * IMAGENET_STD))[None, :, None, None]
-    x -= (IMAGENET_MEAN / IMAGENET_STD)[None, :, None, None]
-    return x
 TEMPLATE_SIZE = 127
 
 
@@ -58,26 +50,19 @@ def normalise(rows: np.ndarray) -> np.ndarray:
     return np.where(norms > 1e-9, rows / np.maximum(norms, 1e-9), 0.0).astype(np.float32)
 
 
-def onnx_session(model: bytes | str):
-    """An onnxruntime session on the process's share of the cores (it runs between base tracker steps)."""
-    import onnxruntime as ort
-
-    from chattracker.devices import thread_budget
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = thread_budget()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not spin
-    # on the cores the base tracker needs next
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+def imagenet_blob(batch: np.ndarray) -> np.ndarray:
+    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` float32, ImageNet-normalised: one multiply-add in
+    place on the channel-first copy (a third of the time of dividing the float array twice)."""
+    x = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32)
+    x *= (1.0 / (255.0 * IMAGENET_STD))[None, :, None, None]
+    x -= (IMAGENET_MEAN / IMAGENET_STD)[None, :, None, None]
+    return x
 
 
 def free_batch(model) -> None:
     """Let an exported batch-of-one graph take N crops in one call: its Reshapes' fixed leading 1 becomes
     0 (ONNX: copy that dimension from the input). The same weights and values; 4 OSNet crops take 11 ms
     batched against 22 ms one by one on this project's 2-core machine."""
-    import numpy as np
     from onnx import numpy_helper
 
     constants = {tensor.name: tensor for tensor in model.graph.initializer}

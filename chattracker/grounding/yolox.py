@@ -16,14 +16,13 @@ from typing import Sequence
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
-from chattracker.devices import thread_budget
 from chattracker.errors import ChatTrackerError
 from chattracker.grounding.base import check_rgb_image, register_grounder
 from chattracker.grounding.colors import color_match, region_colors
 from chattracker.grounding.phrases import ParsedPhrase, parse_phrase, vocabulary
 from chattracker.grounding.relations import position_match, size_match
+from chattracker.onnx_sessions import onnx_session
 from chattracker.types import Box, Frame, Proposals
 from chattracker.weights import resolve_weight
 
@@ -99,16 +98,10 @@ class YoloxGrounder:
         self.input_size = int(input_size)
         self.region_input = int(region_input)
         path = resolve_weight("yolox_nano_coco", weights)
-        options = ort.SessionOptions()
-        # None: the process's share of the cores (an eval worker's share when several run side by side);
-        # 29 ms on one thread, 19 ms on two for a 416-px frame on this project's 2-core machine.
-        options.intra_op_num_threads = max(1, int(threads)) if threads else thread_budget()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads must not spin
-        # on the cores the base tracker needs next
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         try:
-            self._session = ort.InferenceSession(free_input_size(path), options, providers=["CPUExecutionProvider"])
+            # threads None: the process's share of the cores (an eval worker's share when several run side by
+            # side); 29 ms on one thread, 19 ms on two for a 416-px frame on this project's 2-core machine.
+            self._session = onnx_session(free_input_size(path), threads)
         except Exception as error:  # onnxruntime raises its own exception types
             raise ChatTrackerError(f"yolox: cannot load ONNX model {path}: {error}") from None
         self._input_name = self._session.get_inputs()[0].name
@@ -247,11 +240,12 @@ class YoloxGrounder:
         return self.ground_detections(image, self.detections(image), phrases)
 
     def region_side(self, height: int, width: int) -> int:
-        """The input side for a search region: its own size (to the stride), between ``region_input``
-        and ``input_size``. A region up to 320 px is still enlarged (the target fills about half of it, so
-        more enlargement adds little, and costs time with the square of the side: 21 against 12 ms a
-        round on this project's 2-core machine); a larger one is never shrunk below 416, since a box grown
-        around the target (scale drift) leaves the real target small inside it."""
+        """The input side for a search region: its own size (rounded up to the stride), between
+        ``region_input`` and ``input_size``. A region up to 320 px is enlarged to 320 only (the target fills
+        about half of it, so more enlargement adds little, and costs time with the square of the side: 21
+        against 12 ms a round on this project's 2-core machine); one between 320 and 416 px is not shrunk,
+        since a box grown around the target (scale drift) leaves the real target small inside it; a larger
+        one goes to 416 as a whole frame does."""
         return min(self.input_size, max(self.region_input, -(-max(height, width) // 32) * 32))
 
     def ground_region(self, image: Frame, phrases: Sequence[str]) -> Proposals:

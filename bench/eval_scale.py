@@ -3,7 +3,10 @@ and what keeping models loaded per worker saves with the tiny `hf` describer and
 
 Thin on purpose: it cuts real sot_dev sequences into clips, calls the runner (``run_benchmark`` with a
 ``Workers`` plan, the same call `chattracker eval` makes) and prints one JSON row per run, then a summary.
-Runs are interleaved (local 1, local 2, ray 1, ray 2, local 1, ...) so a busy neighbour slows all alike; the
+Scaling is measured at the same threads per worker (``--threads-per-worker``, default 1: a worker is one
+core, as a Ray actor with ``num_cpus=1`` is); one local worker with every core runs beside them, since on a
+small machine that is what one process already gets. Runs are interleaved (local 1 on every core, local 1,
+local 2, ray 1, ray 2, local 1 on every core, ...) so a busy neighbour slows all alike; the
 load average before and after each run is in its row. ``seq_per_s`` is over the wall time, which includes
 starting the workers (spawned processes importing torch; Ray actors on a local cluster this script starts
 once on 127.0.0.1 and stops at the end); ``warm_seq_per_s`` counts only the sequences finished after every
@@ -94,17 +97,21 @@ def stop_ray(process: subprocess.Popen) -> None:
             continue
 
 
-def scale_rows(clips: Path, tracker: str, repeats: int, address: str | None, scratch: Path) -> list[dict]:
+def scale_rows(clips: Path, tracker: str, repeats: int, address: str | None, scratch: Path,
+               threads: int) -> list[dict]:
+    """Every plan with ``threads`` per worker (what scaling out adds), and one local worker with every core
+    (``threads`` None: what one process gets by itself, the baseline a user of one machine compares with)."""
     sequences = load_dataset("folder", clips).sequences
-    plans = [("local", 1), ("local", 2)] + ([("ray", 1), ("ray", 2)] if address else [])
+    plans = [("local", 1, None), ("local", 1, threads), ("local", 2, threads)]
+    plans += [("ray", 1, threads), ("ray", 2, threads)] if address else []
     rows = []
     for repeat in range(repeats):
-        for backend, workers in plans:
-            results = scratch / f"{backend}{workers}-{repeat}"
+        for backend, workers, per_worker in plans:
+            results = scratch / f"{backend}{workers}-{per_worker}-{repeat}"
             load = os.getloadavg()[0]
             start = time.perf_counter()
-            outcomes = run_benchmark(sequences, tracker, results, Workers(backend, workers, address=address),
-                                     progress=False)
+            outcomes = run_benchmark(sequences, tracker, results,
+                                     Workers(backend, workers, address=address, threads=per_worker), progress=False)
             wall = time.perf_counter() - start
             failed = [o.name for o in outcomes if o.status != "done"]
             if failed:
@@ -112,7 +119,9 @@ def scale_rows(clips: Path, tracker: str, repeats: int, address: str | None, scr
             # Warm: once every worker has finished a sequence (started, built its tracker), per completion after.
             ends = sorted(o.finished for o in outcomes)
             warm = (len(ends) - workers) / (ends[-1] - ends[workers - 1]) if len(ends) > workers else float("nan")
-            row = {"part": "scale", "backend": backend, "workers": workers, "repeat": repeat, "tracker": tracker,
+            row = {"part": "scale", "backend": backend, "workers": workers,
+                   "threads_per_worker": per_worker or os.cpu_count(), "all_cores": per_worker is None,
+                   "repeat": repeat, "tracker": tracker,
                    "sequences": len(outcomes), "frames": sum(o.frames for o in outcomes), "wall_s": round(wall, 2),
                    "seq_per_s": round(len(outcomes) / wall, 3), "warm_seq_per_s": round(warm, 3),
                    "load_before": round(load, 2),
@@ -144,7 +153,9 @@ def tiny_hf_config(folder: Path) -> Path:
 
 
 def reuse_rows(clips: Path, config: Path, repeats: int, scratch: Path) -> list[dict]:
-    jobs, _ = make_jobs(list(load_dataset("folder", clips).sequences), str(config), scratch)
+    # box+language: the clips' sentence starts RPO, so a random model's unparseable reply (it is random) still
+    # leaves a description, as a real model's would; what is measured is loading, not describing.
+    jobs, _ = make_jobs(list(load_dataset("folder", clips).sequences), str(config), scratch, init="box+language")
     SequenceWorker(reuse=False).tracker_for(jobs[0])  # warm-up: imports and first reads belong to neither side
     reference = None
     rows = []
@@ -170,8 +181,19 @@ def reuse_rows(clips: Path, config: Path, repeats: int, scratch: Path) -> list[d
 
 
 def summary(rows: list[dict]) -> dict:
+    """Speed-ups of 2 workers over 1 at the same threads per worker; the all-cores single worker beside them."""
     out: dict = {"cpus": os.cpu_count()}
-    scale = [r for r in rows if r["part"] == "scale"]
+    scale = [r for r in rows if r["part"] == "scale" and not r["all_cores"]]
+    alone = [r for r in rows if r["part"] == "scale" and r["all_cores"]]
+    if scale:
+        out["threads_per_worker"] = scale[0]["threads_per_worker"]
+    if alone:
+        entry = {key: statistics.median(r[key] for r in alone) for key in ("seq_per_s", "warm_seq_per_s")}
+        two = [r for r in scale if r["backend"] == "local" and r["workers"] == 2]
+        if two:
+            for key in ("seq_per_s", "warm_seq_per_s"):
+                entry[f"local_2_over_this_{key}"] = round(statistics.median(r[key] for r in two) / entry[key], 2)
+        out["local_1_all_cores"] = entry
     for backend in sorted({r["backend"] for r in scale}):
         entry = {}
         for key in ("seq_per_s", "warm_seq_per_s"):
@@ -198,14 +220,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats of every run")
     parser.add_argument("--reuse-clips", type=int, default=6, help="clips in the reuse part (0: skip it)")
     parser.add_argument("--reuse-frames", type=int, default=12, help="frames per clip in the reuse part")
+    parser.add_argument("--threads-per-worker", type=int, default=1,
+                        help="threads of every worker in the scaling runs (default 1: one core per worker)")
     parser.add_argument("--no-ray", action="store_true", help="local backend only")
     parser.add_argument("--json", help="also write all rows and the summary here")
     args = parser.parse_args()
     data = Path(args.data)
     if not (data / "sot_dev").is_dir():
         fail(f"{data} has no sot_dev/ (pass --data ../shared/data)")
-    if min(args.clips, args.frames, args.repeats) < 1 or args.reuse_clips < 0 or args.reuse_frames < 2:
-        fail("--clips, --frames and --repeats must be >= 1, --reuse-frames >= 2")
+    if min(args.clips, args.frames, args.repeats, args.threads_per_worker) < 1 or args.reuse_clips < 0 or args.reuse_frames < 2:
+        fail("--clips, --frames, --repeats and --threads-per-worker must be >= 1, --reuse-frames >= 2")
     os.environ.setdefault("CHATTRACKER_WEIGHTS", str(data))
     os.environ.setdefault("CHATTRACKER_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
@@ -216,7 +240,7 @@ def main() -> int:
         if not args.no_ray:
             cluster, address = start_ray(scratch / "ray")
         rows = scale_rows(make_clips(data, scratch / "clips", args.frames, args.clips), args.tracker, args.repeats,
-                          address, scratch)
+                          address, scratch, args.threads_per_worker)
         if args.reuse_clips:
             clips = make_clips(data, scratch / "reuse_clips", args.reuse_frames, args.reuse_clips, "person")
             rows += reuse_rows(clips, tiny_hf_config(scratch / "models"), args.repeats, scratch / "reuse")

@@ -42,9 +42,9 @@ class Backend(Protocol):
 class InlineBackend:
     """One worker in this process (``--workers 1``): the simplest path, and the one a debugger can follow."""
 
-    def __init__(self, device: str | None = None, reuse: bool = True) -> None:
+    def __init__(self, device: str | None = None, reuse: bool = True, threads: int | None = None) -> None:
         self.slots = 1
-        self.worker = SequenceWorker(device, reuse, label=f"this process ({os.getpid()})")
+        self.worker = SequenceWorker(device, reuse, label=f"this process ({os.getpid()})", threads=threads)
         self._queue: list[RunJob] = []
 
     def submit(self, job: RunJob) -> None:
@@ -56,20 +56,21 @@ class InlineBackend:
         return done
 
     def close(self) -> None:
-        pass
+        self.worker.restore_threads()
 
 
 _WORKER: SequenceWorker | None = None
 
 
-def _start_worker(parent: int, workers: int, devices: list[str] | None, counter, reuse: bool) -> None:
-    """Pool initializer: take the next device round-robin and a share of the cores, and exit when the main
-    process is gone."""
+def _start_worker(parent: int, workers: int, devices: list[str] | None, counter, reuse: bool,
+                  threads: int | None) -> None:
+    """Pool initializer: take the next device round-robin and ``threads`` (default: a share of the cores), and
+    exit when the main process is gone."""
     global _WORKER
     with counter.get_lock():
         index = counter.value
         counter.value += 1
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads or max(1, (os.cpu_count() or 1) // workers)
     _WORKER = SequenceWorker(device_for_worker(devices, index), reuse, label=f"worker {index} (pid {os.getpid()})",
                              threads=threads)
 
@@ -91,10 +92,12 @@ class PoolBackend:
     """``workers`` local processes, each with its own built tracker (and device, round-robin). A crashed
     worker breaks a ``ProcessPoolExecutor``: its in-flight jobs come back lost and a fresh pool is started."""
 
-    def __init__(self, workers: int, devices: list[str] | None = None, reuse: bool = True) -> None:
+    def __init__(self, workers: int, devices: list[str] | None = None, reuse: bool = True,
+                 threads: int | None = None) -> None:
         self.slots = workers
         self.devices = devices
         self.reuse = reuse
+        self.threads = threads
         # spawn: trackers hold native thread pools (OpenCV, onnxruntime) that do not survive fork.
         self._context = multiprocessing.get_context("spawn")
         self._counter = self._context.Value("i", 0)
@@ -103,7 +106,8 @@ class PoolBackend:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.slots, mp_context=self._context, initializer=_start_worker,
-                                   initargs=(os.getpid(), self.slots, self.devices, self._counter, self.reuse))
+                                   initargs=(os.getpid(), self.slots, self.devices, self._counter, self.reuse,
+                                             self.threads))
 
     def submit(self, job: RunJob) -> None:
         self._futures[self._pool.submit(_run_job, job)] = job

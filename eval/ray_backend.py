@@ -26,15 +26,16 @@ FORWARDED_PREFIXES = ("CHATTRACKER_", "HF_", "TRANSFORMERS_")
 
 class SequenceActor:
     """The Ray actor body: a :class:`SequenceWorker` on the GPU(s) Ray gave this actor, if any, and on its one
-    CPU (``num_cpus=1``: one thread for OpenCV and torch)."""
+    CPUs (``num_cpus``, one by default: that many threads for OpenCV, onnxruntime and torch)."""
 
-    def __init__(self, reuse: bool) -> None:
+    def __init__(self, reuse: bool, threads: int = 1) -> None:
         import ray
 
         # Ray sets CUDA_VISIBLE_DEVICES to the actor's own GPUs, so the first visible one is ours.
         device = "cuda:0" if ray.get_gpu_ids() else "cpu"
         node = ray.get_runtime_context().get_node_id()[:8]
-        self.worker = SequenceWorker(device, reuse, label=f"ray actor pid {os.getpid()} on node {node}", threads=1)
+        self.worker = SequenceWorker(device, reuse, label=f"ray actor pid {os.getpid()} on node {node}",
+                                     threads=threads)
 
     def run(self, job: RunJob) -> SequenceResult:
         return self.worker.run(job)
@@ -70,7 +71,7 @@ class RayBackend:
     ``RAY_ADDRESS``, else a new local Ray)."""
 
     def __init__(self, address: str | None, workers: int | None, gpus_per_worker: float = 0.0,
-                 reuse: bool = True) -> None:
+                 reuse: bool = True, threads: int | None = None) -> None:
         ray = self.ray = _import_ray()
         check_reachable(address)
         env = {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_PREFIXES)}
@@ -85,18 +86,22 @@ class RayBackend:
         if gpus_per_worker > gpus:
             ray.shutdown()
             raise InputError(f"--gpus-per-worker {gpus_per_worker:g}: the Ray cluster has {gpus:g} GPU(s)")
-        fits = int(gpus // gpus_per_worker) if gpus_per_worker else int(cpus)
+        self.threads = threads or 1
+        if self.threads > cpus:
+            ray.shutdown()
+            raise InputError(f"--threads-per-worker {self.threads}: the Ray cluster has {cpus:g} CPU(s)")
+        fits = int(min(gpus // gpus_per_worker, cpus // self.threads) if gpus_per_worker else cpus // self.threads)
         self.slots = max(1, workers if workers else fits)
         if self.slots > fits:
             logger.warning("--workers %d: the cluster fits %d actor(s) now; the rest wait for resources",
                            self.slots, fits)
-        self._actor_class = ray.remote(num_cpus=1, num_gpus=gpus_per_worker, max_restarts=0)(SequenceActor)
+        self._actor_class = ray.remote(num_cpus=self.threads, num_gpus=gpus_per_worker, max_restarts=0)(SequenceActor)
         self.reuse = reuse
         self._idle = [self._new_actor() for _ in range(self.slots)]
         self._inflight: dict[Any, tuple[RunJob, Any]] = {}
 
     def _new_actor(self) -> Any:
-        return self._actor_class.remote(self.reuse)
+        return self._actor_class.remote(self.reuse, self.threads)
 
     def submit(self, job: RunJob) -> None:
         actor = self._idle.pop()

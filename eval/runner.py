@@ -276,7 +276,9 @@ NO_LOCK = _NoLock()
 @dataclass
 class Workers:
     """Where sequences run: ``backend`` local (``workers`` processes, ``devices`` round-robin) or ray
-    (``address``, ``workers`` actors, ``gpus_per_worker`` each); ``reuse=False`` rebuilds per sequence."""
+    (``address``, ``workers`` actors, ``gpus_per_worker`` each); ``threads`` per worker (None: local workers
+    share the cores, one worker in this process keeps them all, a Ray actor takes one); ``reuse=False`` rebuilds
+    per sequence."""
 
     backend: str = "local"
     workers: int | None = None
@@ -285,16 +287,17 @@ class Workers:
     gpus_per_worker: float = 0.0
     retries: int = DEFAULT_RETRIES
     reuse: bool = True
+    threads: int | None = None
 
     def start(self, jobs: int) -> Backend:
         if self.backend == "ray":
             from chattracker_eval.ray_backend import RayBackend
 
-            return RayBackend(self.address, self.workers, self.gpus_per_worker, self.reuse)
+            return RayBackend(self.address, self.workers, self.gpus_per_worker, self.reuse, self.threads)
         workers = self.workers or 1
         if workers <= 1 or jobs <= 1:
-            return InlineBackend(self.devices[0] if self.devices else None, self.reuse)
-        return PoolBackend(workers, self.devices, self.reuse)
+            return InlineBackend(self.devices[0] if self.devices else None, self.reuse, self.threads)
+        return PoolBackend(workers, self.devices, self.reuse, self.threads)
 
 
 def run_benchmark(sequences: list[Sequence], tracker: str, results_dir: str | Path, workers: int | Workers = 1,

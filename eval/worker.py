@@ -11,6 +11,7 @@ import dataclasses
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,9 +73,10 @@ def read_frames(job: RunJob, warnings: list[str]):
         yield previous
 
 
-def limit_threads(threads: int) -> None:
+def limit_threads(threads: int) -> Callable[[], None]:
     """Workers sharing a machine split its cores: N workers each running OpenCV's and torch's full thread
-    pools would oversubscribe it (Ray does the same for its actors through OMP_NUM_THREADS)."""
+    pools would oversubscribe it (Ray does the same for its actors through OMP_NUM_THREADS). Returns what
+    puts the process's settings back (a worker inside the caller's process must not keep them)."""
     import os
     import sys
 
@@ -82,11 +84,27 @@ def limit_threads(threads: int) -> None:
 
     from chattracker.devices import ENV_THREADS
 
+    saved_env = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", ENV_THREADS)}
+    saved_cv2 = cv2.getNumThreads()
+    torch = sys.modules.get("torch")
+    saved_torch = torch.get_num_threads() if torch is not None else None
     os.environ["OMP_NUM_THREADS"] = str(threads)  # torch reads it when first imported
     os.environ[ENV_THREADS] = str(threads)  # the onnxruntime models the tracker builds (thread_budget)
     cv2.setNumThreads(threads)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(threads)
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+    def restore() -> None:
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        cv2.setNumThreads(saved_cv2)
+        if torch is not None and saved_torch is not None:
+            torch.set_num_threads(saved_torch)
+
+    return restore
 
 
 class SequenceWorker:
@@ -99,8 +117,7 @@ class SequenceWorker:
         self.label = label or f"worker on {device or 'default device'}"
         self._built: dict[tuple[str, bool], Tracker] = {}
         set_worker_device(device)
-        if threads:
-            limit_threads(threads)
+        self.restore_threads = limit_threads(threads) if threads else (lambda: None)
 
     def tracker_for(self, job: RunJob) -> tuple[Tracker, float]:
         """The tracker for ``job`` and the seconds spent building it now (0 when reused)."""

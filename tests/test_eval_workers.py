@@ -99,6 +99,7 @@ def test_hf_describer_and_grounder_with_device_auto_use_the_worker_device(monkey
     (["--shard", "5/4"], "shards are numbered from 1"),
     (["--shard", "half"], "--shard must be I/N"),
     (["--retries", "-1"], "--retries must be at least 0"),
+    (["--threads-per-worker", "0"], "--threads-per-worker must be at least 1"),
     (["--backend", "ray", "--address", "127.0.0.1:1"], "no Ray cluster answers at 127.0.0.1:1"),
     (["--backend", "ray", "--address", "head"], "is not host:port"),
 ])
@@ -196,3 +197,35 @@ def test_workers_plan_for_one_local_worker_runs_inline(tmp_path):
         assert isinstance(pool, PoolBackend) and pool.slots == 2
     finally:
         pool.close()
+
+
+def test_threads_per_worker_reach_the_models_and_an_inline_worker_gives_them_back(monkeypatch):
+    """One worker in this process limits its models' threads while it runs and puts the caller's settings
+    back when it closes; a pool worker keeps the given count."""
+    import os
+
+    import cv2
+
+    from chattracker.devices import ENV_THREADS, thread_budget
+    from chattracker_eval.backends import _start_worker
+
+    monkeypatch.delenv(ENV_THREADS, raising=False)
+    before = cv2.getNumThreads()
+    inline = Workers(workers=1, threads=1).start(3)
+    try:
+        assert thread_budget() == 1 and cv2.getNumThreads() == 1 and os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        inline.close()
+    assert ENV_THREADS not in os.environ and cv2.getNumThreads() == before
+
+    import multiprocessing
+
+    counter = multiprocessing.Value("i", 0)
+    try:
+        _start_worker(os.getppid(), 2, None, counter, True, 3)  # a parent that is alive: the watcher idles
+        assert thread_budget() == 3
+    finally:
+        import chattracker_eval.backends as backends
+
+        backends._WORKER.restore_threads()
+    assert ENV_THREADS not in os.environ

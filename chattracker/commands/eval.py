@@ -46,6 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--address", help="ray: cluster address (default: RAY_ADDRESS, else a new local Ray)")
     parser.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                         help="ray: GPUs per actor (num_gpus; fractions share a GPU; default 0)")
+    parser.add_argument("--threads-per-worker", type=int, metavar="T",
+                        help="CPU threads each worker's models use (ray: the actor's num_cpus); default: local "
+                             "workers share the cores, one local worker takes them all, a Ray actor takes 1")
     parser.add_argument("--retries", type=int, default=2,
                         help="times a sequence whose worker died is tried again before it is reported failed "
                              "(default 2)")
@@ -95,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
                 "sequences": sequences.names(), "descriptions": args.descriptions, "init": args.init,
                 "sentences": args.sentences, "started": datetime.datetime.now(datetime.timezone.utc).isoformat(),
                 "backend": {"name": plan.backend, "workers": plan.workers, "devices": plan.devices,
-                            "address": plan.address, "gpus_per_worker": plan.gpus_per_worker, "shard": args.shard}}
+                            "address": plan.address, "gpus_per_worker": plan.gpus_per_worker,
+                            "threads_per_worker": plan.threads, "shard": args.shard}}
     outcomes = run_benchmark(sequences, args.tracker, results, plan, not args.no_progress, manifest,
                              descriptions=descriptions, shard=shard)
     done = [o for o in outcomes if o.status == "done"]
@@ -123,6 +127,8 @@ def workers_from_args(args: argparse.Namespace):
         raise InputError("--workers must be at least 1")
     if args.retries < 0:
         raise InputError("--retries must be at least 0")
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
+        raise InputError("--threads-per-worker must be at least 1")
     if args.backend == "local":
         for flag, value in (("--address", args.address), ("--gpus-per-worker", args.gpus_per_worker or None)):
             if value is not None:
@@ -132,12 +138,13 @@ def workers_from_args(args: argparse.Namespace):
             from chattracker.devices import parse_devices
 
             devices = parse_devices(args.devices)
-        return Workers("local", args.workers or 1, devices, retries=args.retries)
+        return Workers("local", args.workers or 1, devices, retries=args.retries, threads=args.threads_per_worker)
     if args.devices is not None:
         raise InputError("--devices is for --backend local; on Ray use --gpus-per-worker (Ray assigns the GPUs)")
     if args.gpus_per_worker < 0:
         raise InputError("--gpus-per-worker must be >= 0")
-    return Workers("ray", args.workers, None, args.address, args.gpus_per_worker, args.retries)
+    return Workers("ray", args.workers, None, args.address, args.gpus_per_worker, args.retries,
+                   threads=args.threads_per_worker)
 
 
 def check_tracker_spec(spec: str) -> None:

@@ -25,8 +25,8 @@ FORWARDED_PREFIXES = ("CHATTRACKER_", "HF_", "TRANSFORMERS_")
 
 
 class SequenceActor:
-    """The Ray actor body: a :class:`SequenceWorker` on the GPU(s) Ray gave this actor, if any, and on its one
-    CPUs (``num_cpus``, one by default: that many threads for OpenCV, onnxruntime and torch)."""
+    """The Ray actor body: a :class:`SequenceWorker` on the GPU(s) Ray gave this actor, if any, with as many
+    threads for OpenCV, onnxruntime and torch as the CPUs Ray gave it (``num_cpus``, one by default)."""
 
     def __init__(self, reuse: bool, threads: int = 1) -> None:
         import ray

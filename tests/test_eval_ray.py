@@ -175,3 +175,15 @@ def test_a_sigkilled_driver_resumes_with_the_rest(ray_cluster, clips, local_refe
     assert f"skipped {len(done)} already done" in rerun.stdout and f"ran {len(SOT_CLIPS) - len(done)} " in rerun.stdout
     assert {name: (results / f"{name}.txt").stat().st_mtime_ns for name in done} == stamps
     assert_same_results(results, local_reference)
+
+
+def test_more_threads_per_worker_than_the_cluster_has_is_one_error_line(ray_cluster, clips, tmp_path):
+    """The 2-CPU test cluster can never place an actor asking for 3 (it would wait forever): refused at once."""
+    address, _, env = ray_cluster
+    results = tmp_path / "ray"
+    run = subprocess.run(eval_command(clips, results, address, "--threads-per-worker", "3"), cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=120)
+    errors = [line for line in run.stderr.splitlines() if line.startswith("chattracker: error:")]
+    assert run.returncode != 0 and len(errors) == 1, run.stderr[-2000:]
+    assert "--threads-per-worker 3: the Ray cluster has 2 CPU(s)" in errors[0]
+    assert not results.exists() or not list(results.glob("*.txt"))

@@ -228,4 +228,5 @@ def test_threads_per_worker_reach_the_models_and_an_inline_worker_gives_them_bac
         import chattracker_eval.backends as backends
 
         backends._WORKER.restore_threads()
+        backends._WORKER = None
     assert ENV_THREADS not in os.environ

@@ -88,6 +88,30 @@ def test_position_words_reorder(grounder: YoloxGrounder, crossing) -> None:
     assert matrix[0, 1] == 1.0 and matrix[1, 1] == 0.0  # "left" supports the left box only
 
 
+def test_a_search_region_does_not_judge_position_words(grounder: YoloxGrounder) -> None:
+    """Demo scene, frame 81: the green target and the blue look-alike just below it, in a crop around
+    both. "At the bottom" placed the target among the three clocks of the whole first frame; in the
+    crop it would pick the lower neighbour, so there the colour decides and the position word is
+    left unjudged. Over the whole frame the position word still counts."""
+    from chattracker.demo_scene import DemoScene
+
+    scene = DemoScene(num_frames=150)
+    image, target = scene.frame(80), scene.ground_truth[80]
+    blue = scene.distractors[0].box_at(80, 150)
+    region = Box(150, 120, 170, 140)
+    x1, y1, x2, y2 = (int(v) for v in region.to_xyxy())
+    crop = np.ascontiguousarray(image[y1:y2, x1:x2])
+    local = Box(target.x - x1, target.y - y1, target.w, target.h)
+    found = grounder.ground_region(crop, ["green clock at the bottom"])
+    assert len(found) == 2 and local.iou(found.box(0)) >= 0.7
+    assert found.scores[0] >= found.scores[1] + 0.3
+    words, matrix = found.token_scores["green clock at the bottom"]
+    assert words == ["green", "clock", "bottom"] and np.all(matrix[:, 2] == 0.0)  # not checked there
+    whole = grounder.ground(image, ["clock at the bottom"])
+    assert max(whole.box(i).center[1] for i in range(len(whole))) == whole.box(0).center[1]
+    assert blue.iou(whole.box(0)) >= 0.5  # the lowest clock of the frame is the blue one now
+
+
 def test_token_scores_cover_every_box_and_phrase(grounder: YoloxGrounder, crossing) -> None:
     image, _ = crossing
     phrases = ["black person on the right", "small person", "red car", "chameleon"]

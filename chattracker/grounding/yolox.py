@@ -249,16 +249,22 @@ class YoloxGrounder:
         return min(self.input_size, max(self.region_input, -(-max(height, width) // 32) * 32))
 
     def ground_region(self, image: Frame, phrases: Sequence[str]) -> Proposals:
-        """``ground`` on a search region around the target, at ``region_side``."""
+        """``ground`` on a search region around the target, at ``region_side``. Position words are not
+        judged there: the description placed the target among the same-class objects of the whole
+        frame ("the clock at the bottom"), and a crop holds only some of them, so "bottom" there picks
+        whichever neighbour is lower (measured on the demo scene: the look-alike crossing under the
+        target scored as high as the target)."""
         side = self.region_side(*image.shape[:2])
-        return self.ground_detections(image, self.detections(image, side), phrases)
+        return self.ground_detections(image, self.detections(image, side), phrases, judge_positions=False)
 
     def ground_zoomed(self, image: Frame, phrases: Sequence[str], grid: int = 2) -> Proposals:
         """``ground`` over the whole frame and its enlarged tiles: small objects are found too."""
         return self.ground_detections(image, self.zoomed_detections(image, grid), phrases)
 
-    def ground_detections(self, image: Frame, found: Detections, phrases: Sequence[str]) -> Proposals:
-        """``ground`` over given detections (position and size words judged among all of them)."""
+    def ground_detections(self, image: Frame, found: Detections, phrases: Sequence[str],
+                          judge_positions: bool = True) -> Proposals:
+        """``ground`` over given detections (position and size words judged among all of them;
+        ``judge_positions=False``: position words count as words a detector cannot check)."""
         if isinstance(phrases, str):
             phrases = [phrases]
         parsed = [parse_phrase(p) for p in dict.fromkeys(p.strip() for p in phrases if p and p.strip())]
@@ -271,13 +277,14 @@ class YoloxGrounder:
             if not chosen:
                 logger.debug("yolox: no detection for %r (classes %s)", phrase.text, phrase.classes)
                 continue
-            _, final = self._word_scores(image, found, phrase, chosen, colors)
+            _, final = self._word_scores(image, found, phrase, chosen, colors, judge_positions)
             for j in np.argsort(-final, kind="stable"):
                 rows.append(chosen[j])
                 labels.append(phrase.text)
                 scores.append(float(final[j]))
         token_scores = {
-            phrase.text: (list(phrase.words), self._word_scores(image, found, phrase, rows, colors)[0]) for phrase in parsed
+            phrase.text: (list(phrase.words), self._word_scores(image, found, phrase, rows, colors, judge_positions)[0])
+            for phrase in parsed
         }
         boxes = found.boxes[rows] if rows else np.zeros((0, 4))
         return Proposals(boxes, np.asarray(scores), labels, token_scores)
@@ -294,7 +301,8 @@ class YoloxGrounder:
         return kept
 
     def _word_scores(
-        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int], colors: dict[int, dict[str, float]]
+        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int], colors: dict[int, dict[str, float]],
+        judge_positions: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(len(rows), len(words))`` support of each word for each box, and each box's final score.
 
@@ -324,6 +332,8 @@ class YoloxGrounder:
                 matrix[:, column] = [color_match(colors[row], word) for row in rows]
                 attribute_columns.append(column)
             elif word in phrase.positions:
+                if not judge_positions:
+                    continue
                 matrix[:, column] = [position_match(b, peers, phrase.positions[word], width, height) for b in boxes]
                 attribute_columns.append(column)
             elif word in phrase.sizes:

@@ -377,6 +377,14 @@ def test_a_flag_scored_base_that_looks_unlike_the_target_gives_way_to_a_far_more
     once = candidates()
     once[1].hits = 1  # seen in one round only
     assert Verifier(VerificationConfig()).decide(once, 1.0, memory, 1, graded=False).kind == "kept"
+    # Far from where motion expects the target, such a look is not enough (a parked look-alike)...
+    far = candidates()
+    far[1].motion = 0.01
+    assert Verifier(VerificationConfig()).decide(far, 1.0, memory, 1, graded=False).kind == "kept"
+    # ... unless the proposal carries an identity that was the target's: the target found again.
+    far[1].role = TARGET
+    again = Verifier(VerificationConfig()).decide(far, 1.0, memory, 1, graded=False)
+    assert again.kind == "recovered" and again.box == Box(160, 100, 20, 40)
 
 
 def test_a_detection_inside_a_much_larger_base_box_is_kept_for_the_scale_drift_rule():

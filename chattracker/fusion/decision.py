@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.candidates import Candidate
-from chattracker.fusion.identities import DISTRACTOR
+from chattracker.fusion.identities import DISTRACTOR, TARGET
 from chattracker.types import Box
 
 SELECTIONS = ("verify", "random", "oracle", "base")
@@ -138,7 +138,7 @@ class Verifier:
             # too (measured on Deer and Basketball).
             lost_signs = []
         credible = [p for p in proposals if p.box.iou(base.box) < c.switch_iou
-                    and (self._credible(p) or (not graded and self._far_more_familiar(p, base)))]
+                    and (self._credible(p) or (not graded and self._far_more_familiar(p, base, target_identity)))]
         best = max(credible, key=lambda k: k.total, default=None)
         clearly_lost = base_score is not None and base_score < c.absent_score
         if (best is not None and lost_signs and (best.persistent or clearly_lost)
@@ -175,13 +175,19 @@ class Verifier:
         return (proposal.grounding >= c.switch_min_score and proposal.appearance >= c.min_appearance
                 and proposal.role != DISTRACTOR)
 
-    def _far_more_familiar(self, proposal: Candidate, base: Candidate) -> bool:
+    def _far_more_familiar(self, proposal: Candidate, base: Candidate, target_identity: int | None) -> bool:
         """Round after round, a proposal far more like the target than an unfamiliar base box whose
         score is only a success flag (CSRT): a deforming target (VOT bag) stays under
-        ``min_appearance`` even where it is found, and such a base has no confidence to weigh."""
+        ``min_appearance`` even where it is found, and such a base has no confidence to weigh. A look
+        under ``min_appearance`` justifies a jump across the frame only on an identity that was the
+        target's (Couple: the target found again far from CSRT's lost box); another object must be where motion
+        allows the target to be (airplane-1: a parked airplane far from the landing one, 0.45 against
+        the base box's 0.02, took CSRT off the target)."""
         c = self.config
         return (proposal.persistent and proposal.grounding >= c.switch_min_score and proposal.role != DISTRACTOR
-                and base.appearance < c.unfamiliar and proposal.appearance >= base.appearance + c.familiar_margin)
+                and base.appearance < c.unfamiliar and proposal.appearance >= base.appearance + c.familiar_margin
+                and (proposal.identity == target_identity or proposal.role == TARGET
+                     or proposal.motion >= math.exp(-c.motion_gate)))
 
     def _colour_switch(self, base: Candidate, proposals: list[Candidate], signs: list[str]) -> Candidate | None:
         """Language over looks: round after round the base box lacks the hue the description names (and

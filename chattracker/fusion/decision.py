@@ -180,9 +180,9 @@ class Verifier:
         score is only a success flag (CSRT): a deforming target (VOT bag) stays under
         ``min_appearance`` even where it is found, and such a base has no confidence to weigh. A look
         under ``min_appearance`` justifies a jump across the frame only on an identity that was the
-        target's (Couple: the target found again far from CSRT's lost box); another object must be where motion
-        allows the target to be (airplane-1: a parked airplane far from the landing one, 0.45 against
-        the base box's 0.02, took CSRT off the target)."""
+        target's (Couple: the target found again far from CSRT's lost box); another object must be
+        where motion allows the target to be (airplane-1: a parked airplane far from the landing one,
+        0.45 against the base box's 0.02, took CSRT off the target)."""
         c = self.config
         return (proposal.persistent and proposal.grounding >= c.switch_min_score and proposal.role != DISTRACTOR
                 and base.appearance < c.unfamiliar and proposal.appearance >= base.appearance + c.familiar_margin

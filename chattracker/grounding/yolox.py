@@ -301,8 +301,8 @@ class YoloxGrounder:
         return kept
 
     def _word_scores(
-        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int], colors: dict[int, dict[str, float]],
-        judge_positions: bool = True,
+        self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int],
+        colors: dict[int, dict[str, float]], judge_positions: bool = True,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(len(rows), len(words))`` support of each word for each box, and each box's final score.
 

@@ -1,0 +1,70 @@
+"""``bench/fusion.py``, the benchmark that judges the fusion module, run end to end on short real sequences:
+its figures are the official scores of the result files it writes, its round analysis adds up, any dataset
+the eval loaders read works (``folder`` included), and bad input is one ``bench: error:`` line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chattracker_eval.datasets import load_dataset
+from chattracker_eval.protocols import OfficialProtocol, score_sequence
+from chattracker_eval.scoring import read_result
+from tests.conftest import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "fusion.py"
+
+
+def run_bench(data: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "CHATTRACKER_SHARED_DATA": str(data), "CHATTRACKER_WEIGHTS": str(data)}
+    return subprocess.run([sys.executable, str(BENCH), "--root", str(data), "--no-progress", *args],
+                          capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=900)
+
+
+def test_the_development_bench_reports_the_official_scores_of_its_own_result_files(shared_data, tmp_path):
+    out, report_path = tmp_path / "runs", tmp_path / "report.json"
+    done = run_bench(shared_data, "--sequences", "OTB_Football1", "--out", str(out), "--json", str(report_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["protocol"] == "official" and report["base"] == "nanotrack_v2"
+    row = report["sequences"]["OTB_Football1"]
+    assert any(line.startswith("OTB_Football1 ") for line in done.stdout.splitlines())  # the table comes first
+    # NanoTrack v2 is deterministic across machines: the figure of sot_dev/README.md and the README's table.
+    assert round(row["base"]["auc"], 2) == 75.93
+    sequence = load_dataset("fusion_dev", shared_data).sequences.select(["OTB_Football1"])[0]
+    for kind in ("base", "chattracker", "oracle"):
+        written = out / "nanotrack_v2" / kind / "OTB_Football1.txt"
+        curves = score_sequence(OfficialProtocol(), read_result(written), sequence.ground_truth, sequence.absent)
+        assert row[kind]["auc"] == pytest.approx(100 * curves.auc)
+        assert row[kind]["fps"] > 0
+    # Every grounding round is counted once, by the kind of its decision; recall is a share of rounds.
+    assert sum(d["count"] for d in row["decisions"].values()) == row["grounding_rounds"] > 0
+    assert 0.0 <= row["proposal_recall"] <= 1.0
+    assert all(0.0 <= share <= row["proposal_recall"] + 1e-9 for share in row["recall_by_source"].values())
+    assert row["fps_ratio"] == pytest.approx(row["chattracker"]["fps"] / row["base"]["fps"])
+    assert row["delta_auc"] == pytest.approx(row["chattracker"]["auc"] - row["base"]["auc"])
+    assert report["mean"]["worst_delta"] == pytest.approx(row["delta_auc"])
+    assert set(report["done_when"]) == {"mean_auc_up_3", "no_sequence_down_1", "five_sequences_up_2", "fps_ratio_0.6"}
+    assert row["descriptions"][0]["why"] == "the first frame" and row["descriptions"][0]["foreground"]
+
+
+def test_any_dataset_and_base_tracker_and_one_error_line_for_bad_input(shared_data, tmp_path):
+    report_path = tmp_path / "folder.json"
+    done = run_bench(shared_data / "sot_dev", "--dataset", "folder", "--sequences", "OTB_Deer", "--base", "csrt",
+                     "--no-oracle", "--out", str(tmp_path / "runs"), "--json", str(report_path))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(report_path.read_text())
+    assert report["dataset"] == "folder" and report["base"] == "csrt"
+    assert set(report["sequences"]) == {"OTB_Deer"} and "oracle" not in report["sequences"]["OTB_Deer"]
+    assert not (tmp_path / "runs" / "csrt" / "oracle").exists()
+
+    missing = tmp_path / "missing.json"
+    bad = run_bench(shared_data, "--sequences", "no_such_sequence", "--json", str(missing), "--out", str(tmp_path / "r2"))
+    errors = [line for line in bad.stderr.splitlines() if line.startswith("bench: error:")]
+    assert bad.returncode == 2 and len(errors) == 1 and "no_such_sequence" in errors[0]
+    assert not missing.exists()

@@ -16,11 +16,8 @@ Prints a table, then one JSON object.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +26,11 @@ from tqdm import tqdm
 from chattracker.fusion.embedding import build_embedder
 from chattracker.fusion.semantic import search_region
 from chattracker.grounding.base import build_grounder
-from chattracker.results import atomic_write_text
 from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker_eval.datasets import load_dataset
+
+from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
 
 
 def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
@@ -130,18 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("same_class_auc_mean_over_sequences", "same_class_auc_pooled", "all_auc_pooled", "ms_per_crop"):
         print(f"{key:<40}" + "".join(f" {summary[m][key]:>11.3f}" for m in models))
     report = {"dataset": args.dataset, "step": args.step, "sequences": per_sequence, "models": summary}
-    text = json.dumps(report, indent=1)
-    if args.json:
-        atomic_write_text(Path(args.json), text + "\n")
-    print(text)
+    emit_report(report, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    from chattracker.errors import ChatTrackerError
-
-    try:
-        sys.exit(main())
-    except (ChatTrackerError, OSError) as error:  # bad input: one line, exit 2, nothing written
-        print(f"bench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

@@ -20,10 +20,8 @@ Prints a table, then one JSON object (also written to ``--json``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +32,7 @@ import yaml
 from tqdm import tqdm
 
 from chattracker.config import load_yaml
-from chattracker.results import atomic_write_text, write_boxes, write_times
+from chattracker.results import write_boxes, write_times
 from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker.wrapper import ChatTracker, build_chattracker
@@ -44,6 +42,8 @@ from chattracker_eval.metrics import average_official
 from chattracker_eval.protocols import OfficialProtocol, score_sequence
 from chattracker_eval.scoring import read_result
 from chattracker_trackers.base import build_tracker
+
+from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
 
 logger = logging.getLogger("bench.fusion")
 KINDS = ("base", "chattracker", "oracle")
@@ -226,18 +226,9 @@ def main(argv: list[str] | None = None) -> int:
               "sequences": rows, "mean": totals, "done_when": done}
     print(f"protocol: official; dataset {args.dataset} ({args.half}); base {args.base}; AUC and P in %")
     print_table(rows, totals, kinds)
-    text = json.dumps(report, indent=1, default=float)
-    if args.json:
-        atomic_write_text(args.json, text + "\n")
-    print(text)
+    emit_report(report, args.json)
     return 0
 
 
 if __name__ == "__main__":
-    from chattracker.errors import ChatTrackerError
-
-    try:
-        sys.exit(main())
-    except (ChatTrackerError, OSError) as error:  # bad input: one line, exit 2, nothing written
-        print(f"bench: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_main(main)

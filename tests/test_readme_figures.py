@@ -125,6 +125,19 @@ def test_fusion_csrt_table_is_the_committed_run():
             round(row["base"]["auc"], 2), round(row["chattracker"]["auc"], 2), round(row["oracle"]["auc"], 2)], name
 
 
+
+def test_correction_bound_figures_are_the_committed_runs():
+    """The bound of correcting the base on the truth every 10 frames (README, beside the oracle)."""
+    assert "uv run python bench/correction_bound.py --json\ndocs/results/correction_bound_nanotrack_v2.json" in README
+    flat = " ".join(README.split())
+    for name in ("nanotrack_v2", "csrt"):
+        report = json.loads((RESULTS / f"correction_bound_{name}.json").read_text())
+        assert report["every"] == 10 and len(report["sequences"]) == 15
+        mean = report["mean"]
+        assert f"{mean['base_auc']:.2f} -> {mean['bound_auc']:.2f}" in flat, name
+    nanotrack = json.loads((RESULTS / "correction_bound_nanotrack_v2.json").read_text())
+    assert nanotrack["mean"]["sequences_up_2"] == 15 and "every one of the 15 up by 2 or more" in flat
+
 # ---- the Klotski batch-group table (bench/offload.py --batches) ------------------------------------------------------
 def batch_table(report: dict) -> dict[str, list[str]]:
     """README row label -> cells (as_built, correlated), from ``docs/results/offload_batches.json``."""

@@ -1,0 +1,99 @@
+"""Benchmark (analysis only): how much could a wrapper that corrects its base every K frames give at most?
+
+The fusion module acts on grounding rounds, every ``ground_every`` (10) frames. ``bench/fusion.py``'s
+oracle bounds what *switching* to one of a round's candidates can give. This bounds any correction at
+those frames: the base tracker is re-initialised on the ground-truth box every ``--every`` frames (the
+output of that frame is still the base's own box), next to the base alone; both scored by the official
+protocol. Where the bound is far above the oracle, the gain is lost to the precision of the boxes the
+candidates have, not to finding the target (a re-initialisation on a box less exact than the base's
+own costs more than it gives). It reads the ground truth: never a result to report as a tracker's.
+
+    uv run python bench/correction_bound.py                            # the 15 development sequences
+    uv run python bench/correction_bound.py --base csrt --every 10 --json bound.json
+
+Prints a table, then one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from chattracker.types import Box
+from chattracker.video import read_image
+from chattracker_eval.datasets import load_dataset
+from chattracker_eval.datasets.base import Sequence
+from chattracker_eval.protocols import OfficialProtocol, score_sequence
+from chattracker_trackers.base import build_tracker
+
+from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
+
+
+def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool) -> dict[str, Any]:
+    """AUCs (official protocol, %) of the base alone and re-initialised on the truth every ``every`` frames."""
+    frames = [read_image(f) for f in sequence.frames]
+    init = Box.from_any(sequence.ground_truth[0])
+    alone, corrected = build_tracker(base_name), build_tracker(base_name)
+    alone.initialize(frames[0], init)
+    corrected.initialize(frames[0], init)
+    nan = [float("nan")] * 4
+    boxes: dict[str, list[list[float]]] = {"base": [init.to_list()], "bound": [init.to_list()]}
+    corrections = 0
+    for index in tqdm(range(1, len(frames)), desc=sequence.name, unit="frame", disable=not progress, leave=False):
+        for kind, tracker in (("base", alone), ("bound", corrected)):
+            result = tracker.track(frames[index])
+            boxes[kind].append(result.box.to_list() if result.box is not None else nan)
+        row = sequence.ground_truth[index]
+        if index % every == 0 and not sequence.absent[index] and np.all(np.isfinite(row)) and row[2] > 0 and row[3] > 0:
+            corrected.initialize(frames[index], Box.from_any(row))
+            corrections += 1
+    scores = {kind: 100 * score_sequence(OfficialProtocol(), np.asarray(b, dtype=float), sequence.ground_truth,
+                                         sequence.absent).auc for kind, b in boxes.items()}
+    return {"frames": len(frames), "corrections": corrections, "base_auc": scores["base"], "bound_auc": scores["bound"],
+            "delta_auc": scores["bound"] - scores["base"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    data = os.environ.get("CHATTRACKER_SHARED_DATA", "../shared/data")
+    parser.add_argument("--dataset", default="fusion_dev", help="any dataset the eval loaders read")
+    parser.add_argument("--root", default=data, help="the dataset root (fusion_dev: the shared data folder)")
+    parser.add_argument("--sequences", help="comma-separated subset, by name")
+    parser.add_argument("--base", default="nanotrack_v2", help="registered base tracker (default nanotrack_v2)")
+    parser.add_argument("--every", type=int, default=10, help="frames between corrections (default 10, the "
+                                                                  "wrapper's ground_every)")
+    parser.add_argument("--json", help="also write the JSON report here")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.every < 1:
+        parser.error(f"--every must be >= 1, got {args.every}")
+    os.environ.setdefault("CHATTRACKER_WEIGHTS", data)
+    sequences = load_dataset(args.dataset, args.root).sequences
+    if args.sequences:
+        sequences = sequences.select([s.strip() for s in args.sequences.split(",") if s.strip()])
+    rows = {s.name: run_sequence(s, args.base, args.every, not args.no_progress)
+            for s in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress)}
+    deltas = [r["delta_auc"] for r in rows.values()]
+    mean = {"base_auc": float(np.mean([r["base_auc"] for r in rows.values()])),
+            "bound_auc": float(np.mean([r["bound_auc"] for r in rows.values()])),
+            "sequences_up_2": sum(d >= 2.0 for d in deltas)}
+    report = {"protocol": "official", "dataset": args.dataset, "base": args.base, "every": args.every,
+              "sequences": rows, "mean": mean}
+    print(f"{'sequence':<24} {'frames':>6} {'AUC base':>9} {'AUC bound':>9} {'dAUC':>7}")
+    for name, r in rows.items():
+        print(f"{name:<24} {r['frames']:>6} {r['base_auc']:>9.2f} {r['bound_auc']:>9.2f} {r['delta_auc']:>+7.2f}")
+    print(f"{'mean':<24} {'':>6} {mean['base_auc']:>9.2f} {mean['bound_auc']:>9.2f} "
+          f"{mean['bound_auc'] - mean['base_auc']:>+7.2f}")
+    emit_report(report, args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

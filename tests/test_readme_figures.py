@@ -138,6 +138,16 @@ def test_correction_bound_figures_are_the_committed_runs():
     nanotrack = json.loads((RESULTS / "correction_bound_nanotrack_v2.json").read_text())
     assert nanotrack["mean"]["sequences_up_2"] == 15 and "every one of the 15 up by 2 or more" in flat
 
+
+def test_untuned_bases_figures_are_the_committed_runs():
+    """The wrapper around bases never used for tuning (README, after the CSRT table)."""
+    flat = " ".join(README.split())
+    assert "uv run python bench/fusion.py --base kcf --no-oracle --json docs/results/fusion_bench_kcf_no_oracle.json" in flat
+    for name in ("kcf", "nanotrack_v1"):
+        mean = json.loads((RESULTS / f"fusion_bench_{name}_no_oracle.json").read_text())["mean"]
+        figure = f"{mean['base']['auc']:.2f} -> {mean['chattracker']['auc']:.2f} ({mean['delta_auc']:+.2f}, "
+        assert figure in flat, name
+
 # ---- the Klotski batch-group table (bench/offload.py --batches) ------------------------------------------------------
 def batch_table(report: dict) -> dict[str, list[str]]:
     """README row label -> cells (as_built, correlated), from ``docs/results/offload_batches.json``."""

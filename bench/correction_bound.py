@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from chattracker.errors import InputError
 from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker_eval.datasets import load_dataset
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.every < 1:
-        parser.error(f"--every must be >= 1, got {args.every}")
+        raise InputError(f"--every must be >= 1, got {args.every}")
     os.environ.setdefault("CHATTRACKER_WEIGHTS", data)
     sequences = load_dataset(args.dataset, args.root).sequences
     if args.sequences:

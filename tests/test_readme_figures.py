@@ -125,7 +125,6 @@ def test_fusion_csrt_table_is_the_committed_run():
             round(row["base"]["auc"], 2), round(row["chattracker"]["auc"], 2), round(row["oracle"]["auc"], 2)], name
 
 
-
 def test_correction_bound_figures_are_the_committed_runs():
     """The bound of correcting the base on the truth every 10 frames (README, beside the oracle)."""
     assert "uv run python bench/correction_bound.py --json\ndocs/results/correction_bound_nanotrack_v2.json" in README
@@ -147,6 +146,7 @@ def test_untuned_bases_figures_are_the_committed_runs():
         mean = json.loads((RESULTS / f"fusion_bench_{name}_no_oracle.json").read_text())["mean"]
         figure = f"{mean['base']['auc']:.2f} -> {mean['chattracker']['auc']:.2f} ({mean['delta_auc']:+.2f}, "
         assert figure in flat, name
+
 
 # ---- the Klotski batch-group table (bench/offload.py --batches) ------------------------------------------------------
 def batch_table(report: dict) -> dict[str, list[str]]:

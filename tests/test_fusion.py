@@ -193,6 +193,33 @@ def test_the_targets_identity_is_taken_back_from_an_unfamiliar_base_on_a_distrac
     assert decide(0.02, 0.14)[0].kind == "kept"
 
 
+def test_a_failed_base_gives_way_to_the_one_found_object_that_stands_out():
+    """CSRT reports failure (score 0) on OTB Toy from frame 144 and its box looks like nothing of the
+    target; the re-detector finds the toy again (round 162: 0.33 like the target, seen the round before)
+    while every other object found looks 0.10 or less. The identities were assigned while the base box
+    drifted (the toy's is a 'distractor'), so only the looks decide: the one object that stands out is
+    taken, not one inside the noise of the others, not one first seen, not one that looks like nothing."""
+    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
+    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
+    config = VerificationConfig()
+
+    def decide(toy_look: float, other_look: float = 0.10, hits: int = 2, base_score: float = 0.0):
+        base = Candidate(Box(300, 100, 20, 40), BASE, 0.0, appearance=0.0, motion=0.28, identity=5,
+                         role=DISTRACTOR, hits=9, total=0.10)
+        toy = Candidate(Box(200, 100, 20, 40), REDETECT, 1.00, appearance=toy_look, motion=0.45, identity=7,
+                        role=DISTRACTOR, hits=hits, total=0.91)
+        other = Candidate(Box(50, 200, 20, 40), REDETECT, 1.00, appearance=other_look, motion=0.04, identity=10,
+                          role=DISTRACTOR, hits=4, total=0.54)
+        return Verifier(config).decide([base, toy, other], base_score, memory, target_identity=9, graded=False), toy
+
+    decision, toy = decide(0.33)
+    assert decision.kind == "recovered" and decision.box == toy.box and decision.reinitialize
+    assert decide(0.33, other_look=0.28)[0].kind == "absent"  # two alike: the looks do not say which
+    assert decide(0.33, hits=1)[0].kind == "absent"  # one round is not enough
+    assert decide(0.25)[0].kind == "absent"  # looks like nothing of the target either
+    assert decide(0.33, base_score=1.0)[0].kind == "kept"  # a base that reports success keeps its box
+
+
 def test_random_oracle_and_base_selections():
     look = _unit(1, 0, 0)
     memory = AppearanceMemory(FixedEmbedder(look))

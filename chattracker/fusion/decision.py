@@ -31,6 +31,7 @@ from chattracker.types import Box
 
 SELECTIONS = ("verify", "random", "oracle", "base")
 COLOUR_SIGN = "lacks the described colour"
+FAILED_BASE = "the base failed; one object stands out"
 # Signs a confident base is overruled on: where the box is and what size, and a colour the sentence
 # states that the box has lost round after round (an embedding of a small object can miss it).
 UNDISCOUNTED_SIGNS = {"implausible motion", "size drift", COLOUR_SIGN}
@@ -159,14 +160,15 @@ class Verifier:
             # from a base box that was already drifting); with none, the target is absent.
             fallback = max((p for p in proposals if p.grounding >= c.switch_min_score and p.appearance >= c.min_appearance
                             and p.box.iou(base.box) < c.switch_iou), key=lambda k: k.total, default=None)
+            signs = ", ".join(lost_signs)
             if fallback is None and clearly_lost:
                 # Measured around CSRT (which reports failure as score 0): Toy +1.35 -> +11.02 AUC
                 # (tune half), group2_2 +0.00 -> +17.55 (held out); NanoTrack v2 never gets here.
                 fallback = self._standout(base, proposals)
+                signs = FAILED_BASE
             if (fallback is not None and fallback.total >= base.total + c.switch_margin
                     and fallback.appearance >= base.appearance + c.appearance_drop):
-                return Decision(fallback.box, True, False, "recovered", "recovered (" + ", ".join(lost_signs) + ")",
-                                candidates, fallback)
+                return Decision(fallback.box, True, False, "recovered", f"recovered ({signs})", candidates, fallback)
             return Decision(None, False, False, "absent", "absent", candidates, None)
         on_distractor = base.role == DISTRACTOR and base.identity != target_identity
         kind = "confirmed" if confirmed else "kept"

@@ -520,25 +520,37 @@ def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_t
         assert verifier.decide([base, other, twin], 0.93, memory, 1).kind != "recovered"
 
 
+def base_and_wrapper(base: str, sequence, count: int, tmp_path) -> tuple[list[Box], dict[str, list], list[dict]]:
+    """The truth and both runs' boxes (frame 1 included) over the first ``count`` real frames, and the
+    wrapper's events: the base alone and ChatTracker around it, as `chattracker track` builds them."""
+    from chattracker.config import TrackerConfig
+
+    frames = [read_image(f) for f in sequence.frames[:count]]
+    truth = [Box.from_any(b) for b in sequence.ground_truth[:count]]
+    boxes, events = {}, []
+    for label, enhance in (("base", False), ("chattracker", True)):
+        settings = {"cache_dir": str(tmp_path / "rpo")} if enhance else {}
+        tracker = TrackerConfig(tracker=base, enhance=enhance, chattracker=settings, source="test").build()
+        tracker.initialize(frames[0], truth[0])
+        boxes[label] = [truth[0], *(tracker.track(frame).box for frame in frames[1:])]
+        if enhance:
+            events = tracker.events
+    return truth, boxes, events
+
+
+def mean_overlap(boxes: list, truth: list[Box], start: int) -> float:
+    """Mean IoU from frame index ``start`` on (a box reported absent counts 0)."""
+    return float(np.mean([b.iou(t) if b is not None else 0.0 for b, t in zip(boxes[start:], truth[start:])]))
+
+
 @pytest.mark.shared
 def test_wrapper_catches_nanotracks_box_growing_off_the_gull(development, weights_env, tmp_path):
     """DTB70 Gull2, real frames (held-out half): NanoTrack's box grows over the sky and loses the
     gull for good; the gull's detection inside the grown box, found round after round, corrects it."""
-    from chattracker.config import TrackerConfig
-
-    sequence = development["DTB70_Gull2"]
-    frames = [read_image(f) for f in sequence.frames[:90]]
-    truth = [Box.from_any(b) for b in sequence.ground_truth[:90]]
-    results = {}
-    for label, enhance in (("base", False), ("chattracker", True)):
-        settings = {"cache_dir": str(tmp_path / "rpo")} if enhance else {}
-        tracker = TrackerConfig(tracker="nanotrack_v2", enhance=enhance, chattracker=settings, source="test").build()
-        tracker.initialize(frames[0], truth[0])
-        boxes = [tracker.track(frame).box for frame in frames[1:]]
-        results[label] = np.mean([b.iou(t) if b is not None else 0.0 for b, t in zip(boxes[59:], truth[60:])])
-        if enhance:
-            assert any(e.get("reason") == "recovered (scale drift)" for e in tracker.events), tracker.events
-    assert results["base"] < 0.1 and results["chattracker"] > 0.4, results
+    truth, boxes, events = base_and_wrapper("nanotrack_v2", development["DTB70_Gull2"], 90, tmp_path)
+    assert any(e.get("reason") == "recovered (scale drift)" for e in events), events
+    overlap = {k: mean_overlap(v, truth, 60) for k, v in boxes.items()}
+    assert overlap["base"] < 0.1 and overlap["chattracker"] > 0.4, overlap
 
 
 @pytest.mark.shared
@@ -547,24 +559,12 @@ def test_wrapper_takes_the_toy_back_from_a_failed_csrt(development, weights_env,
     off the toy onto the background; the re-detector finds the toy again, and the one found object that
     looks like it is taken (before this rule such rounds reported the target absent). Measured: frames
     165-200 mean IoU 0.09 for CSRT alone, 0.33 for the wrapper; the correction at frame 162 lands at 0.50."""
-    from chattracker.config import TrackerConfig
-
-    sequence = development["OTB_Toy"]
-    frames = [read_image(f) for f in sequence.frames[:200]]
-    truth = [Box.from_any(b) for b in sequence.ground_truth[:200]]
-    boxes = {}
-    for label, enhance in (("base", False), ("chattracker", True)):
-        settings = {"cache_dir": str(tmp_path / "rpo")} if enhance else {}
-        tracker = TrackerConfig(tracker="csrt", enhance=enhance, chattracker=settings, source="test").build()
-        tracker.initialize(frames[0], truth[0])
-        boxes[label] = [truth[0], *(tracker.track(frame).box for frame in frames[1:])]
-        if enhance:
-            taken = [e for e in tracker.events if e.get("reason") == "recovered (the base failed; one object stands out)"]
+    truth, boxes, events = base_and_wrapper("csrt", development["OTB_Toy"], 200, tmp_path)
+    taken = [e for e in events if e.get("reason") == "recovered (the base failed; one object stands out)"]
     assert taken, "the failed-base rule never fired"
     for event in taken:  # each correction lands on the toy where CSRT's own box had left it
         index = event["frame"] - 1
         assert Box.from_any(event["box"]).iou(truth[index]) >= 0.4, event
         assert boxes["base"][index].iou(truth[index]) < 0.1, event
-    overlap = {k: np.mean([b.iou(t) if b is not None else 0.0 for b, t in zip(v[164:], truth[164:])])
-               for k, v in boxes.items()}
+    overlap = {k: mean_overlap(v, truth, 164) for k, v in boxes.items()}
     assert overlap["chattracker"] >= overlap["base"] + 0.15, overlap

@@ -4,6 +4,8 @@ as one ``bench: error: ...`` line with exit status 2, nothing written."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sys
 from typing import Any, Callable
 
@@ -25,3 +27,28 @@ def run_main(main: Callable[[], int]) -> None:
     except (ChatTrackerError, OSError) as error:  # bad input: one line, exit 2, nothing written
         print(f"bench: error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def add_dataset_arguments(parser) -> str:
+    """``--dataset``, ``--root``, ``--sequences``, ``--base``, ``--json`` and ``--no-progress``, as every per-sequence bench takes them; returns
+    the shared data folder (``$CHATTRACKER_SHARED_DATA``, else ``../shared/data``)."""
+    data = os.environ.get("CHATTRACKER_SHARED_DATA", "../shared/data")
+    parser.add_argument("--dataset", default="fusion_dev", help="any dataset the eval loaders read")
+    parser.add_argument("--root", default=data, help="the dataset root (fusion_dev: the shared data folder)")
+    parser.add_argument("--sequences", help="comma-separated subset, by name")
+    parser.add_argument("--base", default="nanotrack_v2", help="registered base tracker (default nanotrack_v2)")
+    parser.add_argument("--json", help="also write the JSON report here")
+    parser.add_argument("--no-progress", action="store_true")
+    return data
+
+
+def load_sequences(args, data: str):
+    """The sequences ``args`` name (weights found in the shared data folder unless set otherwise)."""
+    from chattracker_eval.datasets import load_dataset
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("CHATTRACKER_WEIGHTS", data)
+    sequences = load_dataset(args.dataset, args.root).sequences
+    if args.sequences:
+        sequences = sequences.select([s.strip() for s in args.sequences.split(",") if s.strip()])
+    return sequences

@@ -17,8 +17,6 @@ Prints a table, then one JSON object.
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -27,12 +25,11 @@ from tqdm import tqdm
 from chattracker.errors import InputError
 from chattracker.types import Box
 from chattracker.video import read_image
-from chattracker_eval.datasets import load_dataset
 from chattracker_eval.datasets.base import Sequence
 from chattracker_eval.protocols import OfficialProtocol, score_sequence
 from chattracker_trackers.base import build_tracker
 
-from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
+from _cli import add_dataset_arguments, emit_report, load_sequences, run_main  # bench/ is the script's folder, first on sys.path
 
 
 def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool) -> dict[str, Any]:
@@ -62,23 +59,13 @@ def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool)
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    data = os.environ.get("CHATTRACKER_SHARED_DATA", "../shared/data")
-    parser.add_argument("--dataset", default="fusion_dev", help="any dataset the eval loaders read")
-    parser.add_argument("--root", default=data, help="the dataset root (fusion_dev: the shared data folder)")
-    parser.add_argument("--sequences", help="comma-separated subset, by name")
-    parser.add_argument("--base", default="nanotrack_v2", help="registered base tracker (default nanotrack_v2)")
+    data = add_dataset_arguments(parser)
     parser.add_argument("--every", type=int, default=10, help="frames between corrections (default 10, the "
                                                                   "wrapper's ground_every)")
-    parser.add_argument("--json", help="also write the JSON report here")
-    parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.every < 1:
         raise InputError(f"--every must be >= 1, got {args.every}")
-    os.environ.setdefault("CHATTRACKER_WEIGHTS", data)
-    sequences = load_dataset(args.dataset, args.root).sequences
-    if args.sequences:
-        sequences = sequences.select([s.strip() for s in args.sequences.split(",") if s.strip()])
+    sequences = load_sequences(args, data)
     rows = {s.name: run_sequence(s, args.base, args.every, not args.no_progress)
             for s in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress)}
     deltas = [r["delta_auc"] for r in rows.values()]

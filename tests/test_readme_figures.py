@@ -229,3 +229,17 @@ def test_language_start_tables_are_the_committed_runs():
     for label, key in (("Woman", "woman"), ("airplane-1 (600 frames)", "airplane"), ("sot_dev (11)", "sot_dev")):
         box, language = rows[label][0], rows[label][1].split()[0]
         assert (box, language) == (f"{scores[key]['box']['auc']:.2f}", f"{scores[key]['language']['auc']:.2f}"), label
+
+
+def test_base_loss_figures_are_the_committed_runs():
+    """Where the base loses the target and whether its score says so (README, beside the bound)."""
+    flat = " ".join(README.split())
+    assert "uv run python bench/base_loss.py --json docs/results/base_loss_nanotrack_v2.json" in flat
+    nanotrack = json.loads((RESULTS / "base_loss_nanotrack_v2.json").read_text())
+    csrt = json.loads((RESULTS / "base_loss_csrt.json").read_text())
+    total, rows = nanotrack["total"], nanotrack["sequences"]
+    gaining = sum(rows[n]["lost"] for n in ("DTB70_Gull2", "OTB_Basketball", "airplane-1"))
+    assert f"{total['lost']} of the {total['visible_frames']} visible frames, {gaining} of them" in flat
+    assert total["low_score"] == 0 and f"under 0.5 on none of the {total['visible_frames']}" in flat
+    assert f"flags {csrt['total']['lost_with_low_score']} of its {csrt['total']['lost']} lost frames" in flat
+    assert f"MotorRolling ({rows['OTB_MotorRolling']['lost']}," in flat and f"Skiing ({rows['OTB_Skiing']['lost']}," in flat

@@ -1,5 +1,6 @@
-"""What every benchmark script ends with: the JSON report printed (and written atomically), and bad input
-as one ``bench: error: ...`` line with exit status 2, nothing written."""
+"""What the benchmark scripts share: the dataset arguments and loading, the visible ground-truth box,
+the JSON report printed (and written atomically), and bad input as one ``bench: error: ...`` line with
+exit status 2, nothing written."""
 
 from __future__ import annotations
 
@@ -9,8 +10,11 @@ import os
 import sys
 from typing import Any, Callable
 
+import numpy as np
+
 from chattracker.errors import ChatTrackerError
 from chattracker.results import atomic_write_text
+from chattracker.types import Box
 
 
 def emit_report(report: dict[str, Any], path: str | None) -> None:
@@ -30,8 +34,9 @@ def run_main(main: Callable[[], int]) -> None:
 
 
 def add_dataset_arguments(parser) -> str:
-    """``--dataset``, ``--root``, ``--sequences``, ``--base``, ``--json`` and ``--no-progress``, as every per-sequence bench takes them; returns
-    the shared data folder (``$CHATTRACKER_SHARED_DATA``, else ``../shared/data``)."""
+    """``--dataset``, ``--root``, ``--sequences``, ``--base``, ``--json`` and ``--no-progress``, as every
+    per-sequence bench takes them; returns the shared data folder (``$CHATTRACKER_SHARED_DATA``, else
+    ``../shared/data``)."""
     data = os.environ.get("CHATTRACKER_SHARED_DATA", "../shared/data")
     parser.add_argument("--dataset", default="fusion_dev", help="any dataset the eval loaders read")
     parser.add_argument("--root", default=data, help="the dataset root (fusion_dev: the shared data folder)")
@@ -52,3 +57,12 @@ def load_sequences(args, data: str):
     if args.sequences:
         sequences = sequences.select([s.strip() for s in args.sequences.split(",") if s.strip()])
     return sequences
+
+
+def truth_box(sequence, index: int) -> Box | None:
+    """The ground-truth box of frame ``index``; None where the target is not visible (absent flag, NaN
+    row as in UAV123, or an empty box)."""
+    row = sequence.ground_truth[index]
+    if sequence.absent[index] or not np.all(np.isfinite(row)) or row[2] <= 0 or row[3] <= 0:
+        return None
+    return Box.from_any(row)

@@ -30,7 +30,7 @@ from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker_eval.datasets import load_dataset
 
-from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
+from _cli import emit_report, run_main, truth_box  # bench/ is the script's folder, first on sys.path
 
 
 def roc_auc(positives: list[float], negatives: list[float]) -> float | None:
@@ -45,10 +45,9 @@ def gather_crops(sequence, detector, step: int) -> list[tuple[int, Box, str]]:
     """``(frame index, box, role)`` with role ``target``, ``same_class`` or ``other``."""
     crops: list[tuple[int, Box, str]] = []
     for index in range(step, len(sequence), step):
-        row = sequence.ground_truth[index]
-        if sequence.absent[index] or not np.all(np.isfinite(row)) or row[2] <= 0 or row[3] <= 0:
+        truth = truth_box(sequence, index)
+        if truth is None:
             continue
-        truth = Box.from_any(row)
         frame = read_image(sequence.frames[index])
         region = search_region(truth, frame.shape[1], frame.shape[0], 4.0, 256.0)
         x1, y1, x2, y2 = (int(round(v)) for v in region.to_xyxy())

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from chattracker.errors import InputError
@@ -26,7 +25,8 @@ from chattracker.video import read_image
 from chattracker_eval.datasets.base import Sequence
 from chattracker_trackers.base import build_tracker
 
-from _cli import add_dataset_arguments, emit_report, load_sequences, run_main  # bench/ is the script's folder, first on sys.path
+# bench/ is the script's folder, first on sys.path
+from _cli import add_dataset_arguments, emit_report, load_sequences, run_main, truth_box
 
 
 def run_sequence(sequence: Sequence, base_name: str, lost_iou: float, low_score: float) -> dict[str, Any]:
@@ -37,11 +37,11 @@ def run_sequence(sequence: Sequence, base_name: str, lost_iou: float, low_score:
     visible = lost = low = lost_and_low = 0
     for index in range(1, len(frames)):
         result = tracker.track(frames[index])
-        row = sequence.ground_truth[index]
-        if sequence.absent[index] or not np.all(np.isfinite(row)) or row[2] <= 0 or row[3] <= 0:
+        truth = truth_box(sequence, index)
+        if truth is None:
             continue
         visible += 1
-        is_lost = result.box is None or result.box.iou(Box.from_any(row)) < lost_iou
+        is_lost = result.box is None or result.box.iou(truth) < lost_iou
         is_low = result.score is None or result.score < low_score
         lost += is_lost
         low += is_low

@@ -29,7 +29,8 @@ from chattracker_eval.datasets.base import Sequence
 from chattracker_eval.protocols import OfficialProtocol, score_sequence
 from chattracker_trackers.base import build_tracker
 
-from _cli import add_dataset_arguments, emit_report, load_sequences, run_main  # bench/ is the script's folder, first on sys.path
+# bench/ is the script's folder, first on sys.path
+from _cli import add_dataset_arguments, emit_report, load_sequences, run_main, truth_box
 
 
 def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool) -> dict[str, Any]:
@@ -46,9 +47,9 @@ def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool)
         for kind, tracker in (("base", alone), ("bound", corrected)):
             result = tracker.track(frames[index])
             boxes[kind].append(result.box.to_list() if result.box is not None else nan)
-        row = sequence.ground_truth[index]
-        if index % every == 0 and not sequence.absent[index] and np.all(np.isfinite(row)) and row[2] > 0 and row[3] > 0:
-            corrected.initialize(frames[index], Box.from_any(row))
+        truth = truth_box(sequence, index) if index % every == 0 else None
+        if truth is not None:
+            corrected.initialize(frames[index], truth)
             corrections += 1
     scores = {kind: 100 * score_sequence(OfficialProtocol(), np.asarray(b, dtype=float), sequence.ground_truth,
                                          sequence.absent).auc for kind, b in boxes.items()}

@@ -43,18 +43,11 @@ from chattracker_eval.protocols import OfficialProtocol, score_sequence
 from chattracker_eval.scoring import read_result
 from chattracker_trackers.base import build_tracker
 
-from _cli import emit_report, run_main  # bench/ is the script's folder, first on sys.path
+from _cli import emit_report, run_main, truth_box  # bench/ is the script's folder, first on sys.path
 
 logger = logging.getLogger("bench.fusion")
 KINDS = ("base", "chattracker", "oracle")
 RECALL_IOU = 0.5  # a candidate "is" the target at this IoU with the ground truth
-
-
-def truth_box(sequence: Sequence, index: int) -> Box | None:
-    row = sequence.ground_truth[index]
-    if sequence.absent[index] or not np.all(np.isfinite(row)) or row[2] <= 0 or row[3] <= 0:
-        return None
-    return Box.from_any(row)
 
 
 def round_analysis(sequence: Sequence, index: int, info: dict[str, Any], box: Box | None) -> dict[str, Any] | None:

@@ -49,6 +49,10 @@ def test_the_development_bench_reports_the_official_scores_of_its_own_result_fil
     assert row["fps_ratio"] == pytest.approx(row["chattracker"]["fps"] / row["base"]["fps"])
     assert row["delta_auc"] == pytest.approx(row["chattracker"]["auc"] - row["base"]["auc"])
     assert report["mean"]["worst_delta"] == pytest.approx(row["delta_auc"])
+    oracle_up = row["oracle"]["auc"] - row["base"]["auc"]
+    assert report["mean"]["oracle_delta_auc"] == pytest.approx(oracle_up, abs=1e-6)  # one sequence: its own
+    assert report["mean"]["oracle_sequences_up_2"] == int(oracle_up >= 2.0)
+    assert any(line.startswith("oracle (best candidate every round)") for line in done.stdout.splitlines())
     assert set(report["done_when"]) == {"mean_auc_up_3", "no_sequence_down_1", "five_sequences_up_2", "fps_ratio_0.6"}
     assert row["descriptions"][0]["why"] == "the first frame" and row["descriptions"][0]["foreground"]
 

@@ -230,7 +230,8 @@ class ChatTracker:
         base_box = prior if stand_in else result.box
         base_score = 0.0 if stand_in else result.score
         motion = float("inf") if stand_in else self._kalman.distance(base_box, prior)
-        reason = self.schedule.due(self.frame_index, base_score, motion)
+        # Rounds come early while the base box has lacked the described colour round after round.
+        reason = self.schedule.due(self.frame_index, base_score, motion, self.verifier.colour_lost)
         info: dict[str, Any] = {"base_box": None if stand_in else base_box.to_list(),
                                 "base_score": result.score, "text_lines": self._text_lines()}
         if reason is None:

@@ -68,8 +68,22 @@ def test_demo_base_switches_to_the_look_alike_at_the_crossing(demo_run):
     assert np.mean(on_blue) > 0.8
 
 
-@pytest.mark.xfail(strict=True, reason="measured with colour evidence and inner scale drift: base 0.484, ChatTracker 0.621 "
-                                       "(+0.137); the goal is +0.2, then drop this mark")
+def test_demo_takes_the_target_back_soon_after_it_comes_out_from_behind_the_pillar(demo_run):
+    """The base box keeps the blue look-alike, so the description's green is missing from it round after
+    round; rounds then come every `ground_cooldown` frames and the re-emerging clock is taken back within
+    a dozen frames (the next periodic rounds alone took it back at frame 131), then kept to the end."""
+    scene = DemoScene()
+    record = json.loads(demo_run[2].joinpath("track.json").read_text())
+    out = max(i for i, absent in enumerate(scene.absent) if absent) + 2  # 1-based: the first frame visible again
+    taken = [e["frame"] for e in record["events"] if e["event"] == "reinitialize" and e["frame"] >= out]
+    assert taken and taken[0] <= out + 12, taken
+    after = [Box.from_any(f["box"]).iou(scene.ground_truth[i]) for i, f in enumerate(record["frames"])
+             if i + 1 >= taken[0] + 3 and f["box"] is not None]
+    assert len(after) >= 20 and np.mean(after) > 0.6
+
+
+@pytest.mark.xfail(strict=True, reason="measured with colour evidence, early rounds while the colour is lost and inner "
+                                       "scale drift: base 0.484, ChatTracker 0.642 (+0.158); the goal is +0.2, then drop this mark")
 def test_demo_language_rescues_the_base_tracker(demo_run):
     scores = json.loads(demo_run[2].joinpath("track.json").read_text())["scores"]
     assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2

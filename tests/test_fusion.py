@@ -311,6 +311,10 @@ def test_schedule_is_periodic_and_pulled_forward_by_triggers_with_a_cooldown():
     assert low == [3, 6, 9]  # low confidence: every `cooldown` frames, not every frame
     schedule.reset(0)
     assert schedule.due(1, 0.9, 5.0) is None and schedule.due(3, 0.9, 5.0) == "motion"
+    schedule.reset(0)
+    lost = [i for i in range(1, 12) if schedule.due(i, 0.9, 0.1, lost=True)]
+    assert lost == [3, 6, 9]  # the target seems lost at full confidence: look again every `cooldown` frames
+    assert schedule.due(12, 0.9, 0.1, lost=True) == "lost" and schedule.due(22, 0.9, 0.1) == "periodic"
 
 
 def test_model_threads_follow_the_worker_share_of_the_cores(monkeypatch):
@@ -506,7 +510,9 @@ def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_t
 
     verifier = Verifier(VerificationConfig())
     assert verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1).kind != "recovered"  # one round: a shadow?
+    assert not verifier.colour_lost
     decision = verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1)
+    assert verifier.colour_lost  # two rounds: the wrapper grounds again after `ground_cooldown` frames
     assert decision.reason == "recovered (base lacks the described colour)" and decision.box == Box(300, 100, 40, 40)
     for appearance, colour in ((0.2, 1.0), (0.35, 0.4)):  # unlike the target, or without the colour either
         verifier.reset()

@@ -99,6 +99,12 @@ class Verifier:
         self._drift_streak: list[tuple[Box, int]] = []
         self._colour_miss_streak = 0
 
+    @property
+    def colour_lost(self) -> bool:
+        """The base box lacked the described colour the last ``drift_rounds`` rounds: the target may be
+        elsewhere at full base confidence, so the next round should come early (it may be re-emerging)."""
+        return self._colour_miss_streak >= self.config.drift_rounds
+
     def reset(self) -> None:
         self._random = random.Random(self.config.seed)
         self._drift_streak = []

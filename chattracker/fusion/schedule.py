@@ -2,8 +2,10 @@
 
 Grounding is the expensive step (tens of milliseconds on a CPU), so it runs sparsely; the cheap
 signals checked on every frame (the base tracker's own confidence, a motion jump against the
-Kalman prediction, a size jump) pull the next round forward, with a cooldown so a long stretch of
-low confidence cannot turn into grounding on every frame.
+Kalman prediction, a size jump) pull the next round forward, and so does the last round's finding
+that the target seems lost at full confidence (the base box without the described colour, round
+after round: a re-emerging target is then taken back a few frames after it shows, not at the next
+periodic round); a cooldown keeps a long stretch of doubt from turning into grounding on every frame.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ class GroundingSchedule:
     def reset(self, frame_index: int = 0) -> None:
         self._last = frame_index
 
-    def due(self, frame_index: int, score: float | None, motion_distance: float) -> str | None:
-        """The reason to ground on this frame (``periodic``, ``low-score``, ``motion``), or None."""
+    def due(self, frame_index: int, score: float | None, motion_distance: float, lost: bool = False) -> str | None:
+        """The reason to ground on this frame (``periodic``, ``low-score``, ``motion``, ``lost``), or None."""
         gap = frame_index - self._last
         reason = None
         if self.every > 0 and gap >= self.every:
@@ -36,6 +38,8 @@ class GroundingSchedule:
                 reason = "low-score"
             elif motion_distance > self.motion_gate:
                 reason = "motion"
+            elif lost:
+                reason = "lost"
         if reason is not None:
             self._last = frame_index
         return reason

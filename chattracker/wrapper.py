@@ -159,6 +159,7 @@ class ChatTracker:
         self._redetector: Any = None
         self.redetector: Any = None
         self._suspect = False
+        self._colour_lost_since: int | None = None
         self._graded = True
         self._all_descriptions: list[Description] = []
         self._description_frames: list[tuple[int, str]] = []
@@ -206,6 +207,7 @@ class ChatTracker:
         self._template_proposal: Box | None = None
         self._absent = False
         self._suspect = False
+        self._colour_lost_since = None
         self._graded = bool(getattr(self.base, "score_is_confidence", True))
         self.redetector = None
         if self.config.redetect:
@@ -230,8 +232,7 @@ class ChatTracker:
         base_box = prior if stand_in else result.box
         base_score = 0.0 if stand_in else result.score
         motion = float("inf") if stand_in else self._kalman.distance(base_box, prior)
-        # Rounds come early while the base box has lacked the described colour round after round.
-        reason = self.schedule.due(self.frame_index, base_score, motion, self.verifier.colour_lost)
+        reason = self.schedule.due(self.frame_index, base_score, motion, self._colour_hurry())
         info: dict[str, Any] = {"base_box": None if stand_in else base_box.to_list(),
                                 "base_score": result.score, "text_lines": self._text_lines()}
         if reason is None:
@@ -280,6 +281,18 @@ class ChatTracker:
         return TrackResult(decision.box, score, info)
 
     # -- parts ------------------------------------------------------------------------------------------
+    def _colour_hurry(self) -> bool:
+        """Rounds come early (every ``ground_cooldown`` frames) while the base box has lacked the described
+        colour round after round: the target may be re-emerging elsewhere. Only for ``2 * ground_every``
+        frames from the moment that first held, so a target whose colour really changed (shade, light)
+        costs a few extra rounds, not a grounding rate three times the usual for the rest of the video."""
+        if not self.verifier.colour_lost:
+            self._colour_lost_since = None
+            return False
+        if self._colour_lost_since is None:
+            self._colour_lost_since = self.frame_index
+        return self.frame_index - self._colour_lost_since <= 2 * self.config.ground_every
+
     def set_ground_truth(self, boxes: np.ndarray | None) -> None:
         """Ground-truth boxes per frame, for the ``oracle`` selection only (analysis, never in use)."""
         self.ground_truth = None if boxes is None else np.asarray(boxes, dtype=float).reshape(-1, 4)

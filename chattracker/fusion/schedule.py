@@ -5,7 +5,8 @@ signals checked on every frame (the base tracker's own confidence, a motion jump
 Kalman prediction, a size jump) pull the next round forward, and so does the last round's finding
 that the target seems lost at full confidence (the base box without the described colour, round
 after round: a re-emerging target is then taken back a few frames after it shows, not at the next
-periodic round); a cooldown keeps a long stretch of doubt from turning into grounding on every frame.
+periodic round; the wrapper limits that to two periods); a cooldown keeps a long stretch of doubt from
+turning into grounding on every frame.
 """
 
 from __future__ import annotations

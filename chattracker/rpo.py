@@ -11,8 +11,10 @@ first description. Every prompt, reply, grounding and error is kept in a JSON-re
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.metadata
+import inspect
 import json
 import logging
 import re
@@ -332,11 +334,31 @@ def _package_version() -> str:
         return "unknown"
 
 
+@functools.cache
+def _source_digest(path: str) -> str | None:
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    except OSError:
+        return None
+
+
+def code_digest(component: Any) -> str | None:
+    """Digest of the source file that defines ``component``'s class: a describer or grounder changed
+    in a checkout (same package version) must not reuse the descriptions of the old code."""
+    try:
+        path = inspect.getsourcefile(type(component))
+    except TypeError:  # built-in classes have no source file
+        return None
+    return _source_digest(path) if path else None
+
+
 def rpo_cache_key(image: Frame, box: Box, describer: Describer, grounder: Grounder, config: RPOConfig,
                   initial_text: str | None = None, sequence: str | None = None) -> str:
-    """Cache key: sequence name (readable) + hash of image, box, describer, grounder, config, text and
-    the package version (a new release of the describers must not reuse old descriptions)."""
-    payload = json.dumps({"version": _package_version(), "image": image_digest(image), "box": [round(v, 3) for v in Box.from_any(box).to_list()],
+    """Cache key: sequence name (readable) + hash of image, box, describer, grounder, config, text,
+    the package version (a new release of the describers must not reuse old descriptions) and the
+    source of the describer's and grounder's modules (nor an edited checkout)."""
+    payload = json.dumps({"version": _package_version(), "code": [code_digest(describer), code_digest(grounder)],
+                          "image": image_digest(image), "box": [round(v, 3) for v in Box.from_any(box).to_list()],
                           "describer": component_identity(describer), "grounder": component_identity(grounder),
                           "config": asdict(config), "initial_text": initial_text}, sort_keys=True, default=str)
     prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", sequence or "rpo")[:60]

@@ -173,6 +173,25 @@ def test_cache_runs_once_and_key_depends_on_inputs(tmp_path):
     assert len(list((tmp_path / "rpo").glob("*.json"))) == 3
 
 
+def test_cache_key_follows_the_describers_source(tmp_path, monkeypatch):
+    """Same version, same settings, the describer's module edited in the checkout: a new key, so the
+    old code's descriptions are not served (measured: a bench kept the previous code's backgrounds)."""
+    import chattracker.rpo as rpo
+
+    source = tmp_path / "describer.py"
+    source.write_text("# one version\n")
+    monkeypatch.setattr(rpo.inspect, "getsourcefile", lambda cls: str(source))
+    rpo._source_digest.cache_clear()
+    frame, grounder = image(), WordGrounder(SCENE)
+    before = rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1))
+    source.write_text("# another version\n")
+    rpo._source_digest.cache_clear()
+    after = rpo_cache_key(frame, TARGET, ScriptedDescriber([]), grounder, RPOConfig(iterations=1))
+    assert before != after
+    assert rpo.code_digest(ScriptedDescriber([])) == rpo._source_digest(str(source))
+    rpo._source_digest.cache_clear()
+
+
 def test_numpy_box_and_settings_are_cached_and_reloaded(tmp_path):
     """Protects the trace/cache serialisation of what the API accepts: a box from np.loadtxt and settings from a
     numpy sweep (np.linspace thresholds) once crashed the cache write with 'Object of type bool is not JSON

@@ -85,7 +85,22 @@ def test_distractors_bring_separating_attributes(describer: AttributesDescriber,
     assert facts.distractors == 1 and "on the right" in facts.separating
     description = describer.describe(image, box)
     assert description.foreground == "person in black on the right"
-    assert "person" not in description.background_phrases()  # never the target's own class
+    # The look-alike is named first, by what sets it apart; never by its bare class, which is the target's.
+    assert description.background_phrases() == ["person in orange on the left", "fire hydrant"]
+    assert "person" not in description.background_phrases()
+    found = describer.grounder.ground(image, ["person in orange on the left"])
+    assert found.box(0).iou(box) < 0.1 and found.box(0).center[0] < box.center[0]  # it finds the other one
+
+
+@pytest.mark.shared
+def test_background_names_the_parked_airplane_not_the_landing_one(describer: AttributesDescriber, frames) -> None:
+    image, box, text = frames["airplane-1"]  # the issue's failure: a parked look-alike on the right
+    description = describer.describe(image, box, Feedback(initial_text=text))
+    assert description.background_phrases()[0] == "brown airplane on the right"
+    found = describer.grounder.ground(image, ["brown airplane on the right"])
+    assert len(found) and found.box(0).iou(box) < 0.1
+    assert AttributesDescriber(grounder=describer.grounder, max_lookalikes=0).describe(
+        image, box, Feedback(initial_text=text)).background_phrases() == ["person"]
 
 
 @pytest.mark.shared
@@ -114,3 +129,17 @@ def test_without_detector_uses_colours_and_text() -> None:
     # Negative feedback without a grounder to check: the colour that found other things goes.
     refined = describer.describe(image, box, Feedback([], ["red"], [Attempt("red ball", "", 0.0)], "a red ball"))
     assert "red" not in refined.foreground and "ball" in refined.foreground
+
+
+def test_a_lookalike_is_named_by_its_colour_never_by_position_alone() -> None:
+    """Two objects of the target's class: one of another colour is named ("blue object on the left"),
+    one of the same colour is not ("object on the left" would name the target in another view)."""
+    image = np.full((120, 240, 3), (200, 200, 200), dtype=np.uint8)  # light gray wall
+    image[40:70, 160:190] = (230, 20, 20)  # the target: red, on the right
+    image[40:70, 20:50] = (20, 40, 230)  # a blue look-alike on the left
+    image[80:110, 90:120] = (230, 20, 20)  # a red look-alike below
+    describer = AttributesDescriber()
+    target, blue, red = Box(160, 40, 30, 30), Box(20, 40, 30, 30), Box(90, 80, 30, 30)
+    assert describer._lookalikes(image, target, "object", [blue, red]) == ["blue object on the left"]
+    assert describer._lookalikes(image, target, "object", [red]) == []
+    assert AttributesDescriber(max_lookalikes=0)._lookalikes(image, target, "object", [blue]) == []

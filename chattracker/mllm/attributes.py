@@ -4,8 +4,11 @@ Foreground: "[size] [colours] <category> [position]", e.g. "small white airplane
 ("person in black on the right" for people, whose colours are their clothes). The category comes
 from the detection that overlaps the box (a grounder with ``detect``, such as YOLOX), else from one
 in an enlarged crop around the box, else from the user's text, else "object". Colours are those
-over-represented in the box compared with its surroundings. Background: the other detected
-objects, nearest first, never the target's own class.
+over-represented in the box compared with its surroundings. Background: first the same-class
+look-alikes, nearest first, each named by a colour that sets it apart from the target, with a
+position or size that does too ("person in white on the left"; a look-alike that no colour separates
+is not named: its bare class would name the target too, and a position alone changes with the view),
+then the other detected classes, nearest first.
 
 Refinement with ``Feedback``: words that found other objects are dropped (except the category,
 which is needed to find anything), and attributes that separate the target from the other
@@ -55,6 +58,7 @@ class TargetFacts:
     separating: list[str] = field(default_factory=list)  # attribute phrases that single out the target
     background: list[str] = field(default_factory=list)
     distractors: int = 0
+    lookalikes: list[str] = field(default_factory=list)  # same-class objects, each by what separates it
 
 
 class AttributesDescriber:
@@ -62,7 +66,8 @@ class AttributesDescriber:
 
     name = "attributes"
 
-    def __init__(self, grounder: Any = None, max_colors: int = 2, max_background: int = 5) -> None:
+    def __init__(self, grounder: Any = None, max_colors: int = 2, max_background: int = 5,
+                 max_lookalikes: int = 2) -> None:
         if isinstance(grounder, str):
             from chattracker.grounding.base import build_grounder
 
@@ -70,6 +75,7 @@ class AttributesDescriber:
         self.grounder = grounder
         self.max_colors = int(max_colors)
         self.max_background = int(max_background)
+        self.max_lookalikes = int(max_lookalikes)
 
     # --- measuring ----------------------------------------------------------------------------------
 
@@ -90,11 +96,7 @@ class AttributesDescriber:
             if zoomed is not None:
                 category, detected = self._category(Proposals(np.zeros((1, 4)), [1.0], [zoomed]), 0, text)
 
-        inside, around = region_colors(image, box), surrounding_colors(image, box)
-        colors = [c for c in color_names() if inside[c] >= MIN_COLOR_SHARE and inside[c] > DISTINCT_RATIO * around[c]]
-        if not colors:
-            colors = [c for c in color_names() if inside[c] >= DOMINANT_SHARE]
-        colors = sorted(colors, key=lambda c: -inside[c])[: self.max_colors]
+        colors = self._own_colors(image, box)
 
         cx, cy = box.center
         column = "left" if cx < width / 3 else "right" if cx > 2 * width / 3 else None
@@ -113,11 +115,37 @@ class AttributesDescriber:
         others = [i for i in range(len(found)) if i != target and ious[i] < MATCH_IOU]
         others.sort(key=lambda i: float(np.hypot(*np.subtract(found.box(i).center, box.center))))
         own = set(classes_of_word(category))
-        # The target's own class is left out of the background: a class-level grounder would find
-        # the target itself under it and the tracker would be pushed away from it.
+        # The target's own class is named in the background only with what sets a look-alike apart:
+        # a bare class would find the target itself and push the tracker away from it.
         background = list(dict.fromkeys(found.labels[i] for i in others if found.labels[i] not in own))
+        lookalikes = self._lookalikes(image, box, category, [found.box(i) for i in others if i in same])
         return TargetFacts(category, detected, colors, position, size, separating,
-                           background[: self.max_background], len(same))
+                           background[: self.max_background], len(same), lookalikes)
+
+    def _own_colors(self, image: Frame, box: Box) -> list[str]:
+        """The colours that cover the box centre and are more common there than around it (else the
+        dominant ones), most common first."""
+        inside, around = region_colors(image, box), surrounding_colors(image, box)
+        colors = [c for c in color_names() if inside[c] >= MIN_COLOR_SHARE and inside[c] > DISTINCT_RATIO * around[c]]
+        if not colors:
+            colors = [c for c in color_names() if inside[c] >= DOMINANT_SHARE]
+        return sorted(colors, key=lambda c: -inside[c])[: self.max_colors]
+
+    def _lookalikes(self, image: Frame, box: Box, category: str, peers: list[Box]) -> list[str]:
+        """Phrases for the nearest same-class objects, each with the attributes (a colour, then
+        position or size) that fit it clearly better than the target: "person in white on the left".
+        The background's words must find the look-alike and not the target."""
+        phrases: list[str] = []
+        for peer in peers[: self.max_lookalikes]:
+            colors = self._own_colors(image, peer)
+            apart = self._separating(image, peer, [peer, box], colors)
+            hues = [a for a in apart if a in colors]
+            # A colour is the look-alike's own; where it lies and how big it looks are relative to what
+            # is in view, and a search region shows another view ("person on the right" can be the
+            # target there), so position and size only qualify a colour.
+            if hues:
+                phrases.append(self.compose(category, [], (hues + [a for a in apart if a not in colors])[:2]))
+        return list(dict.fromkeys(phrases))
 
     def _zoomed_label(self, image: Frame, box: Box) -> str | None:
         """Class of the target seen in an enlarged crop around it: small objects (a 41x16 airplane)
@@ -189,7 +217,7 @@ class AttributesDescriber:
             how = "first"
         else:
             foreground, how = self._refine(image, box, facts, feedback)  # type: ignore[arg-type]
-        background = ". ".join(facts.background)
+        background = ". ".join(facts.lookalikes + facts.background)
         raw = json.dumps({"describer": self.name, "how": how, "facts": facts.__dict__,
                           "foreground": foreground, "background": background}, sort_keys=True)
         return Description(foreground, background, raw)

@@ -143,3 +143,15 @@ def test_a_lookalike_is_named_by_its_colour_never_by_position_alone() -> None:
     assert describer._lookalikes(image, target, "object", [blue, red]) == ["blue object on the left"]
     assert describer._lookalikes(image, target, "object", [red]) == []
     assert AttributesDescriber(max_lookalikes=0)._lookalikes(image, target, "object", [blue]) == []
+
+
+def test_describer_settings_are_checked() -> None:
+    from chattracker.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="max_lookalikes must be an integer"):
+        build_describer("attributes", max_lookalikes="two")
+    with pytest.raises(ConfigError, match="max_lookalikes must be 0 or more"):
+        build_describer("attributes", max_lookalikes=-1)
+    with pytest.raises(ConfigError, match="max_lookalike"):
+        build_describer("attributes", max_lookalike=2)
+    assert build_describer("attributes", max_lookalikes=0).max_lookalikes == 0

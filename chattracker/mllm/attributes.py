@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from chattracker.config import check_settings
+from chattracker.errors import ConfigError
 from chattracker.grounding.colors import color_match, color_names, region_colors, surrounding_colors
 from chattracker.grounding.phrases import classes_of_word, head_noun
 from chattracker.grounding.relations import position_match, size_match
@@ -73,6 +75,10 @@ class AttributesDescriber:
 
             grounder = build_grounder(grounder)
         self.grounder = grounder
+        for key, value in (("max_colors", max_colors), ("max_background", max_background),
+                           ("max_lookalikes", max_lookalikes)):
+            if value < 0:  # a negative count would slice from the end: all but the last few
+                raise ConfigError(f"describer attributes.{key} must be 0 or more, got {value!r}")
         self.max_colors = int(max_colors)
         self.max_background = int(max_background)
         self.max_lookalikes = int(max_lookalikes)
@@ -270,4 +276,4 @@ class AttributesDescriber:
 
 @register_describer("attributes")
 def build_attributes(**params: Any) -> AttributesDescriber:
-    return AttributesDescriber(**params)
+    return AttributesDescriber(**check_settings("describer attributes", params, AttributesDescriber))

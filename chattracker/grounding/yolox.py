@@ -111,6 +111,7 @@ class YoloxGrounder:
         self._cache: Detections | None = None
         self._zoom_key: str | None = None
         self._zoom: Detections | None = None
+        self._candidates_memo: tuple[Detections | None, dict[tuple[int, ...], list[int]]] = (None, {})
 
     def _grid(self, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
         """Cell offsets and strides of the three heads for an input of ``height x width`` (cached)."""
@@ -291,14 +292,14 @@ class YoloxGrounder:
 
     def _candidates(self, found: Detections, phrase: ParsedPhrase) -> list[int]:
         """Detections of the phrase's classes, one per object (the best-scoring class wins)."""
-        class_ids = [self.classes.index(c) for c in phrase.classes]
-        rows = [i for i in range(len(found.scores)) if found.class_ids[i] in class_ids]
-        rows.sort(key=lambda i: -found.scores[i])
-        kept: list[int] = []
-        for i in rows:
-            if all(Box.from_any(found.boxes[i]).iou(Box.from_any(found.boxes[k])) < SAME_OBJECT_IOU for k in kept):
-                kept.append(i)
-        return kept
+        class_ids = tuple(self.classes.index(c) for c in phrase.classes)
+        memo_found, memo = self._candidates_memo
+        if memo_found is not found:  # every phrase of a round asks this of the same detections several times
+            memo = {}
+            self._candidates_memo = (found, memo)
+        if class_ids not in memo:
+            memo[class_ids] = _one_per_object(found, class_ids)
+        return list(memo[class_ids])
 
     def _word_scores(
         self, image: Frame, found: Detections, phrase: ParsedPhrase, rows: list[int],
@@ -358,6 +359,32 @@ class YoloxGrounder:
                     best = max(best, float(found.scores[i]))
         return best
 
+
+
+def _one_per_object(found: Detections, class_ids: tuple[int, ...]) -> list[int]:
+    """Rows of ``found`` of ``class_ids``, best score first, dropping a row that overlaps a kept one at
+    ``SAME_OBJECT_IOU`` or more (the IoU of ``Box.iou``, vectorised: a crowd gives hundreds of pairs)."""
+    rows = [i for i in range(len(found.scores)) if found.class_ids[i] in class_ids]
+    rows.sort(key=lambda i: -found.scores[i])
+    if not rows:
+        return []
+    boxes = np.asarray(found.boxes, dtype=float)[rows]
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    areas = np.maximum(boxes[:, 2], 0.0) * np.maximum(boxes[:, 3], 0.0)
+    kept: list[int] = []
+    for k in range(len(rows)):
+        if kept:
+            others = np.asarray(kept)
+            iw = np.maximum(0.0, np.minimum(x2[k], x2[others]) - np.maximum(x1[k], x1[others]))
+            ih = np.maximum(0.0, np.minimum(y2[k], y2[others]) - np.maximum(y1[k], y1[others]))
+            inter = iw * ih
+            union = areas[k] + areas[others] - inter
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+            if (iou >= SAME_OBJECT_IOU).any():
+                continue
+        kept.append(k)
+    return [rows[k] for k in kept]
 
 
 @register_grounder("yolox")

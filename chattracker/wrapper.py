@@ -406,8 +406,8 @@ class ChatTracker:
             height, width = frame.shape[:2]
             centers += self.redetector.grid_centers(width, height, size, c.redetect_windows)
         found: list[tuple[Box, float]] = []
-        for center in centers:
-            for box, score in self.redetector.search(frame, center, size, c.redetect_min_score):
+        for window in self.redetector.search_many(frame, centers, size, c.redetect_min_score):
+            for box, score in window:
                 if all(box.iou(other) < 0.5 for other, _ in found):
                     found.append((box, score))
         return found

@@ -290,6 +290,27 @@ def test_template_redetector_finds_a_bag_that_no_coco_class_names(development, w
     assert max(b.iou(truth) for b in found) > 0.3
 
 
+def test_template_redetector_batch_of_windows_equals_one_window_at_a_time():
+    """The grid search runs every window through the backbone and the head in one batch; the boxes and
+    scores are those of the windows searched one by one (demo scene: three clocks and clutter)."""
+    from chattracker.demo_scene import DemoScene
+    from chattracker.fusion.redetect import TemplateRedetector
+
+    scene = DemoScene()
+    redetector = TemplateRedetector()
+    redetector.initialize(scene.frame(0), scene.ground_truth[0])
+    frame = scene.frame(80)
+    centers = [scene.ground_truth[80].center, *redetector.grid_centers(scene.width, scene.height, limit=6)]
+    batched = redetector.search_many(frame, centers, min_score=0.3)
+    single = [redetector.search(frame, center, min_score=0.3) for center in centers]
+    assert len(batched) == len(centers) and sum(map(len, batched)) >= 3
+    for many, one in zip(batched, single):
+        assert len(many) == len(one)
+        flat = [v for b, s in many for v in (*b.to_list(), s)]
+        assert flat == pytest.approx([v for b, s in one for v in (*b.to_list(), s)], abs=1e-5)
+    assert redetector.search_many(frame, []) == []
+
+
 def test_kalman_follows_constant_motion_and_flags_a_jump():
     kalman = BoxKalman(Box(100, 100, 20, 40))
     for step in range(1, 15):

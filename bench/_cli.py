@@ -25,6 +25,25 @@ def emit_report(report: dict[str, Any], path: str | None) -> None:
     print(text)
 
 
+def machine_info() -> dict[str, Any]:
+    """What a speed ratio depends on, for comparing reports across machines: the same commit measured
+    the fusion wrapper at 0.62x its base on one 2-core machine and 0.57x on another."""
+    import platform
+
+    import cv2
+    import onnxruntime
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__, "numpy": np.__version__,
+            "load_average_at_start": os.getloadavg() if hasattr(os, "getloadavg") else None}
+
+
 def run_main(main: Callable[[], int]) -> None:
     try:
         sys.exit(main())

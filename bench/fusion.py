@@ -43,7 +43,7 @@ from chattracker_eval.protocols import OfficialProtocol, score_sequence
 from chattracker_eval.scoring import read_result
 from chattracker_trackers.base import build_tracker
 
-from _cli import emit_report, run_main, truth_box  # bench/ is the script's folder, first on sys.path
+from _cli import emit_report, machine_info, run_main, truth_box  # bench/ is the script's folder, first on sys.path
 
 logger = logging.getLogger("bench.fusion")
 KINDS = ("base", "chattracker", "oracle")
@@ -213,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
         sequences = sequences.select([s.strip() for s in args.sequences.split(",") if s.strip()])
     out = Path(args.out) / args.base
     kinds = [k for k in KINDS if k != "oracle" or not args.no_oracle]
+    machine = machine_info()
     rows = {}
     for sequence in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress):
         rows[sequence.name] = run_sequence(sequence, args.base, settings, not args.no_oracle, out,
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
             "five_sequences_up_2": totals["sequences_up_2"] >= 5, "fps_ratio_0.6": totals["fps_ratio"] >= 0.6}
     report = {"protocol": "official", "dataset": args.dataset, "half": args.half, "base": args.base,
               "wrapped": f"chattracker({args.base})", "settings": settings, "results": str(out),
-              "sequences": rows, "mean": totals, "done_when": done}
+              "machine": machine, "sequences": rows, "mean": totals, "done_when": done}
     print(f"protocol: official; dataset {args.dataset} ({args.half}); base {args.base}; AUC and P in %")
     print_table(rows, totals, kinds)
     emit_report(report, args.json)

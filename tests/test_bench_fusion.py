@@ -54,6 +54,8 @@ def test_the_development_bench_reports_the_official_scores_of_its_own_result_fil
     assert report["mean"]["oracle_sequences_up_2"] == int(oracle_up >= 2.0)
     assert any(line.startswith("oracle (best candidate every round)") for line in done.stdout.splitlines())
     assert set(report["done_when"]) == {"mean_auc_up_3", "no_sequence_down_1", "five_sequences_up_2", "fps_ratio_0.6"}
+    # A speed ratio is read with the machine it was measured on.
+    assert report["machine"]["cpus"] >= 1 and report["machine"]["onnxruntime"] and report["machine"]["cpu"]
     assert row["descriptions"][0]["why"] == "the first frame" and row["descriptions"][0]["foreground"]
 
 

@@ -53,7 +53,10 @@ class Clock:
 class DemoScene:
     """Renders frames lazily; ``ground_truth[i]`` is the target box, ``absent[i]`` when fully hidden."""
 
-    def __init__(self, num_frames: int = 150, width: int = 480, height: int = 320, seed: int = 7) -> None:
+    def __init__(self, num_frames: int = 150, width: int = 480, height: int = 320, seed: int = 7,
+                 pillar: tuple[int, int] = (280, 80)) -> None:
+        """``pillar``: its left edge and width in pixels (other layouts are for tests of the wrapper's
+        failure modes; the demo uses the default)."""
         self.num_frames, self.width, self.height = num_frames, width, height
         rng = np.random.default_rng(seed)
         noise = rng.uniform(0, 1, (height // 16, width // 16, 3))
@@ -69,7 +72,7 @@ class DemoScene:
                   bob_phase=1.3),
             Clock("big yellow clock", (230, 200, 40), (250, 240, 180), 34, ((0, 420, 70), (1, 400, 78))),
         ]
-        self.pillar = (280, 0, 80, height)  # x, y, w, h: hides whatever passes behind it
+        self.pillar = (pillar[0], 0, pillar[1], height)  # x, y, w, h: hides whatever passes behind it
         self.ground_truth = [self.target.box_at(t, num_frames) for t in range(num_frames)]
         px1, px2 = self.pillar[0], self.pillar[0] + self.pillar[2]
         self.absent = [b.x >= px1 and b.x + b.w <= px2 for b in self.ground_truth]

@@ -89,6 +89,36 @@ def test_demo_language_rescues_the_base_tracker(demo_run):
     assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2
 
 
+def _narrow_pillar_run(enhance: bool):
+    """The demo scene with a narrow pillar early on (x 110-170): the target is hidden for 5 frames
+    there, then walks on in plain view (the blue clock still crosses it at frame 66)."""
+    from chattracker.config import TrackerConfig
+    from chattracker.tracking import run_tracker
+
+    scene = DemoScene(pillar=(110, 60))
+    tracker = TrackerConfig(tracker="nanotrack_v2", enhance=enhance, source="demo").build()
+    records = run_tracker(tracker, scene, scene.ground_truth[0], None, total=len(scene), progress=False)
+    out = max(i for i, absent in enumerate(scene.absent) if absent) + 1  # first index visible again
+    ious = [r.box.iou(scene.ground_truth[r.index]) if r.box is not None else 0.0 for r in records
+            if r.index >= out + 30]
+    return float(np.mean(ious))
+
+
+def test_nanotrack_alone_stays_at_the_edge_of_a_narrow_pillar():
+    """The failure the next test is about: the base box stays by the pillar, the target walks on."""
+    assert _narrow_pillar_run(enhance=False) < 0.05
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness, measured: the base box sits on a green patch by the pillar "
+                                       "(unfamiliar, a third of the target's size, not confirmed by the detector) and "
+                                       "the search region around it never sees the target again: ChatTracker = base "
+                                       "(0.139 mean IoU); a whole-frame search on such a box took the target back at "
+                                       "frame 121 (0.331) but cost the demo 0.642 -> 0.633 (a green background patch "
+                                       "became a persistent candidate), so it is not in")
+def test_chattracker_takes_back_a_target_that_walked_on_from_an_occluder():
+    assert _narrow_pillar_run(enhance=True) > 0.5
+
+
 def test_demo_scene_is_deterministic_and_detected_by_the_bundled_grounder():
     from chattracker.grounding.yolox import YoloxGrounder
 

@@ -124,6 +124,31 @@ def test_identities_follow_two_crossing_lookalikes_and_mark_the_distractor():
     assert second[1].identity == tracker.target and second[1].role == TARGET and second[1].hits == 3  # frame 1 counts
 
 
+def test_a_scale_correction_keeps_the_targets_identity_on_the_base_track():
+    """Recovering onto an object found inside a grown base box (scale drift: it has no identity of its
+    own) keeps the base's identity as the target's, with the corrected box; the re-detector's find of the
+    same object is not branded a distractor. (Measured on Gull2 before this: the target's identity became
+    0 at the correction, the gull's own track a distractor, and every later round searched the whole
+    frame with the base box "on a distractor's identity".)"""
+    look = _unit(1, 0.2, 0)
+    tracker = IdentityTracker()
+    tracker.reset(Box(92, 96, 46, 38), look)  # the base box as it was last round, already growing
+    grown = Candidate(Box(90, 95, 50, 40), BASE, 0.0, embedding=look)
+    duplicate = Candidate(Box(101, 99, 18, 22), "redetect", 0.97, embedding=_unit(0.9, 0.3, 0.1))
+    tracker.update([grown, duplicate])
+    assert grown.identity == tracker.target and duplicate.identity != tracker.target
+    inner = Candidate(Box(100, 100, 20, 20), "bird", 0.8, embedding=look)  # from grown.inner: identity 0
+    grown.appearance, duplicate.appearance, inner.appearance = 0.3, 0.5, 0.8
+    tracker.assign(inner, [grown, duplicate])
+    assert tracker.target == grown.identity and inner.identity == grown.identity
+    assert tracker.target_identity().box == inner.box
+    assert duplicate.identity not in {i for i, _ in tracker.distractor_embeddings()}
+    # Next round the re-initialised base box is on the corrected track's identity, the target's.
+    following = [Candidate(Box(103, 101, 20, 20), BASE, 0.8, embedding=look)]
+    tracker.update(following)
+    assert following[0].identity == tracker.target and following[0].role == TARGET
+
+
 def _scored(frame_boxes: dict, memory, distractors, prior: Box, config: VerificationConfig):
     candidates = [Candidate(box, source, grounding, embedding=look, identity=identity, role=role, hits=hits)
                   for (box, source, grounding, look, identity, role, hits) in frame_boxes]

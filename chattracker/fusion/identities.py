@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import lap
 import numpy as np
 
-from chattracker.fusion.candidates import Candidate
+from chattracker.fusion.candidates import Candidate, same_object
 from chattracker.types import Box
 
 TARGET, DISTRACTOR, NEW = "target", "distractor", "new"
@@ -100,12 +100,22 @@ class IdentityTracker:
         other candidates of this round that look less like the target than it does are distractors;
         one that looks more like it, or has the description's colour that ``target`` lacks, stays
         unresolved, so a wrong base box cannot brand the real target a distractor."""
+        if target is not None and target.identity == 0 and candidates:
+            # An object found inside a grown base box (a scale correction) has no identity of its own: it
+            # is the base's track, resized, so the base's identity stays the target's and takes its box.
+            own = next((i for i in self.identities if i.identity == candidates[0].identity), None)
+            if own is not None:
+                own.box = target.box
+                own.embedding = target.embedding if target.embedding is not None else own.embedding
+            target.identity = candidates[0].identity
         if target is not None:
             self.target = target.identity
         roles: dict[int, str] = {}
         for candidate in candidates:
             if candidate.identity == self.target:
                 roles[candidate.identity] = TARGET
+            elif target is not None and same_object(candidate.box, target.box):
+                continue  # another find of the target's own object (the re-detector's, beside the detector's)
             elif (target is not None and candidate.embedding is not None and candidate.appearance < target.appearance
                   and not (candidate.colour is not None and target.colour is not None
                            and candidate.colour >= colour_fit and target.colour < colour_miss)):

@@ -27,7 +27,7 @@ def emit_report(report: dict[str, Any], path: str | None) -> None:
 
 def machine_info() -> dict[str, Any]:
     """What a speed ratio depends on, for comparing reports across machines: the same commit measured
-    the fusion wrapper at 0.62x its base on one 2-core machine and 0.57x on another."""
+    the fusion wrapper at 0.62x its base on one 2-core machine and 0.56x on another."""
     import platform
 
     import cv2

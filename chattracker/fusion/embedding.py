@@ -78,7 +78,7 @@ def free_batch(model) -> None:
 
 
 def batched_session(path):
-    """An onnxruntime session of a batch-of-one export (OSNet's) that takes a batch."""
+    """An onnxruntime session of a batch-of-one export (OSNet's, NanoTrack's head) that takes a batch."""
     import onnx
 
     model = onnx.load(str(path))

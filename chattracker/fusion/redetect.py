@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from chattracker.fusion.embedding import context_crop, free_batch, nanotrack_backbone_session, onnx_session
+from chattracker.fusion.embedding import batched_session, context_crop, nanotrack_backbone_session
 from chattracker.types import Box, Frame
 
 EXEMPLAR, SEARCH, STRIDE, SCORE_SIZE = 127, 255, 16, 16
@@ -28,7 +28,8 @@ class TemplateRedetector:
 
         backbone_path = resolve_weight("nanotrack_v2_backbone", backbone)
         self.backbone = nanotrack_backbone_session(backbone_path)
-        self.head = _batched_head_session(resolve_weight("nanotrack_v2_head", head))
+        # The head is exported for one (template, search) pair; freed, it takes all windows of a round at once.
+        self.head = batched_session(resolve_weight("nanotrack_v2_head", head))
         self._head_inputs = [i.name for i in self.head.get_inputs()]
         self.template: np.ndarray | None = None
         self.size = (0.0, 0.0)
@@ -118,12 +119,3 @@ class TemplateRedetector:
         ys = [(k + 0.5) * height / rows for k in range(rows)]
         return [(x, y) for y in ys for x in xs]
 
-
-def _batched_head_session(path):
-    """NanoTrack v2's head, exported for one template and one search feature map, freed to take a batch
-    of pairs (its Reshapes copy the leading dimension; the values are the same)."""
-    import onnx
-
-    model = onnx.load(str(path))
-    free_batch(model)
-    return onnx_session(model.SerializeToString())

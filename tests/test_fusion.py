@@ -348,6 +348,45 @@ def test_kalman_follows_constant_motion_and_flags_a_jump():
     assert kalman.distance(Box(145, 115, 40, 80)) > 1.0  # a 4x size change
 
 
+def test_kalman_equals_the_full_8x8_filter_step_for_step():
+    """The closed form per coordinate is the generic 8x8 constant-velocity filter (cv2.KalmanFilter,
+    the same noise model), up to float32 rounding: predicted and filtered boxes along a noisy track
+    with gaps (frames predicted and not corrected, as while the target is absent)."""
+    import cv2
+
+    def reference_filter(box: Box):
+        kalman = cv2.KalmanFilter(8, 4, 0, cv2.CV_64F)
+        kalman.transitionMatrix = np.block([[np.eye(4), np.eye(4)], [np.zeros((4, 4)), np.eye(4)]])
+        kalman.measurementMatrix = np.eye(4, 8)
+        cx, cy = box.center
+        kalman.statePost = np.array([[cx], [cy], [box.w], [box.h], [0], [0], [0], [0]], dtype=np.float64)
+        kalman.errorCovPost = np.eye(8) * box.area * 0.01
+        return kalman
+
+    def noise(kalman, position, velocity, measurement):
+        state = kalman.statePost.reshape(-1)
+        scale = max(np.sqrt(max(max(state[2], 1.0) * max(state[3], 1.0), 1.0)), 1.0)
+        kalman.processNoiseCov = np.diag([(position * scale) ** 2] * 4 + [(velocity * scale) ** 2] * 4)
+        kalman.measurementNoiseCov = np.eye(4) * (measurement * scale) ** 2
+
+    rng = np.random.default_rng(3)
+    start = Box(200, 120, 30, 60)
+    ours, reference = BoxKalman(start), reference_filter(start)
+    for step in range(60):
+        noise(reference, ours.position_noise, ours.velocity_noise, ours.measurement_noise)
+        expected = reference.predict().reshape(-1)[:4]
+        predicted = ours.predict()
+        assert [*predicted.center, predicted.w, predicted.h] == pytest.approx(list(expected), rel=1e-9, abs=1e-6)
+        if step % 7 in (5, 6):
+            continue  # no measurement this frame
+        measured = Box(200 + 4 * step + rng.normal(0, 2), 120 - step + rng.normal(0, 2),
+                       30 + 0.3 * step + rng.normal(0, 1), 60 + 0.6 * step + rng.normal(0, 1))
+        cx, cy = measured.center
+        expected = reference.correct(np.array([[cx], [cy], [measured.w], [measured.h]])).reshape(-1)[:4]
+        filtered = ours.update(measured)
+        assert [*filtered.center, filtered.w, filtered.h] == pytest.approx(list(expected), rel=1e-9, abs=1e-6)
+
+
 def test_schedule_is_periodic_and_pulled_forward_by_triggers_with_a_cooldown():
     schedule = GroundingSchedule(every=10, cooldown=3, low_score=0.5, motion_gate=1.0)
     reasons = {i: schedule.due(i, 0.9, 0.1) for i in range(1, 31)}

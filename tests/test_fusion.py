@@ -350,7 +350,7 @@ def test_kalman_follows_constant_motion_and_flags_a_jump():
 
 def test_kalman_equals_the_full_8x8_filter_step_for_step():
     """The closed form per coordinate is the generic 8x8 constant-velocity filter (cv2.KalmanFilter,
-    the same noise model), up to float32 rounding: predicted and filtered boxes along a noisy track
+    the same noise model, in float64): predicted and filtered boxes along a noisy track
     with gaps (frames predicted and not corrected, as while the target is absent)."""
     import cv2
 

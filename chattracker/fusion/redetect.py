@@ -118,4 +118,3 @@ class TemplateRedetector:
         xs = [(k + 0.5) * width / columns for k in range(columns)]
         ys = [(k + 0.5) * height / rows for k in range(rows)]
         return [(x, y) for y in ys for x in xs]
-

@@ -10,6 +10,12 @@ own costs more than it gives). It reads the ground truth: never a result to repo
 
     uv run python bench/correction_bound.py                            # the 15 development sequences
     uv run python bench/correction_bound.py --base csrt --every 10 --json bound.json
+    uv run python bench/correction_bound.py --keep-template            # correct the box, keep the template
+
+``--keep-template`` moves the base to the truth without re-templating it
+(``chattracker.fusion.retarget``): how much of the bound is the box and how much the new template.
+``--to-own-box`` re-initialises on the base's own box, its template kept: a correction that corrects
+nothing, whose AUC change is what re-initialising alone does (with ``--keep-template`` only).
 
 Prints a table, then one JSON object.
 """
@@ -23,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from chattracker.errors import InputError
+from chattracker.fusion.retarget import template_preserving_frame
 from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker_eval.datasets.base import Sequence
@@ -33,8 +40,10 @@ from chattracker_trackers.base import build_tracker
 from _cli import add_dataset_arguments, emit_report, load_sequences, run_main, truth_box
 
 
-def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool) -> dict[str, Any]:
-    """AUCs (official protocol, %) of the base alone and re-initialised on the truth every ``every`` frames."""
+def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool, keep_template: bool = False,
+                 own_box: bool = False) -> dict[str, Any]:
+    """AUCs (official protocol, %) of the base alone and re-initialised on the truth (``own_box``: on its
+    own box) every ``every`` frames, with a new template or (``keep_template``) its first one."""
     frames = [read_image(f) for f in sequence.frames]
     init = Box.from_any(sequence.ground_truth[0])
     alone, corrected = build_tracker(base_name), build_tracker(base_name)
@@ -48,8 +57,14 @@ def run_sequence(sequence: Sequence, base_name: str, every: int, progress: bool)
             result = tracker.track(frames[index])
             boxes[kind].append(result.box.to_list() if result.box is not None else nan)
         truth = truth_box(sequence, index) if index % every == 0 else None
+        if own_box and truth is not None:
+            own = boxes["bound"][-1]
+            truth = Box.from_any(own) if np.all(np.isfinite(own)) and own[2] > 0 and own[3] > 0 else None
         if truth is not None:
-            corrected.initialize(frames[index], truth)
+            frame = frames[index]
+            if keep_template:
+                frame = template_preserving_frame(frame, truth, frames[0], init)
+            corrected.initialize(frame, truth)
             corrections += 1
     scores = {kind: 100 * score_sequence(OfficialProtocol(), np.asarray(b, dtype=float), sequence.ground_truth,
                                          sequence.absent).auc for kind, b in boxes.items()}
@@ -63,17 +78,26 @@ def main(argv: list[str] | None = None) -> int:
     data = add_dataset_arguments(parser)
     parser.add_argument("--every", type=int, default=10, help="frames between corrections (default 10, the "
                                                                   "wrapper's ground_every)")
+    parser.add_argument("--keep-template", action="store_true",
+                        help="move the base to the box without re-templating it (its first-frame template kept)")
+    parser.add_argument("--to-own-box", action="store_true",
+                        help="re-initialise on the base's own box, not the truth (needs --keep-template): "
+                             "what re-initialising alone does")
     args = parser.parse_args(argv)
     if args.every < 1:
         raise InputError(f"--every must be >= 1, got {args.every}")
+    if args.to_own_box and not args.keep_template:
+        raise InputError("--to-own-box needs --keep-template (on its own box with a new template it re-templates "
+                         "the tracker every --every frames)")
     sequences = load_sequences(args, data)
-    rows = {s.name: run_sequence(s, args.base, args.every, not args.no_progress)
+    rows = {s.name: run_sequence(s, args.base, args.every, not args.no_progress, args.keep_template, args.to_own_box)
             for s in tqdm(sequences, desc="sequences", unit="seq", disable=args.no_progress)}
     deltas = [r["delta_auc"] for r in rows.values()]
     mean = {"base_auc": float(np.mean([r["base_auc"] for r in rows.values()])),
             "bound_auc": float(np.mean([r["bound_auc"] for r in rows.values()])),
             "sequences_up_2": sum(d >= 2.0 for d in deltas)}
     report = {"protocol": "official", "dataset": args.dataset, "base": args.base, "every": args.every,
+              "keep_template": args.keep_template, "to_own_box": args.to_own_box,
               "sequences": rows, "mean": mean}
     print(f"{'sequence':<24} {'frames':>6} {'AUC base':>9} {'AUC bound':>9} {'dAUC':>7}")
     for name, r in rows.items():

@@ -66,10 +66,11 @@ def round_analysis(sequence: Sequence, index: int, info: dict[str, Any], box: Bo
 
 
 def run_sequence(sequence: Sequence, base_name: str, settings: dict[str, Any], oracle: bool,
-                 out: Path, progress: bool) -> dict[str, Any]:
-    """Track ``sequence`` with the base, the wrapper and the oracle wrapper, interleaved."""
+                 out: Path, progress: bool, init: Box | None = None) -> dict[str, Any]:
+    """Track ``sequence`` with the base, the wrapper and the oracle wrapper, interleaved, all started
+    from ``init`` (default: the first ground-truth box)."""
     frames = [read_image(f) for f in sequence.frames]  # decoded up front: not timed
-    init = Box.from_any(sequence.ground_truth[0])
+    init = init if init is not None else Box.from_any(sequence.ground_truth[0])
     text = sequence.language or None
     trackers: dict[str, Any] = {"base": build_tracker(base_name),
                                 "chattracker": build_chattracker(build_tracker(base_name), settings)}

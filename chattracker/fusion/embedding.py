@@ -111,6 +111,12 @@ def resized_crop(frame: Frame, box: Box, width: int, height: int) -> np.ndarray 
     return cv2.resize(np.ascontiguousarray(frame[y1:y2, x1:x2]), (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def mean_colour(frame: Frame) -> tuple[float, ...]:
+    """The frame's mean colour, what Siamese trackers pad crops with, from a sparse grid of pixels (the
+    full-frame mean costs milliseconds on 720p)."""
+    return tuple(float(v) for v in frame[::16, ::16].reshape(-1, 3).mean(axis=0)) if frame.size else (0.0, 0.0, 0.0)
+
+
 def context_crop(frame: Frame, box: Box, size: int, context: float = 0.5) -> np.ndarray:
     """A square crop around ``box`` with ``context`` x its perimeter/2 added on each dimension
     (SiamFC's template rule), padded with the frame's mean colour where it leaves the frame."""
@@ -120,8 +126,7 @@ def context_crop(frame: Frame, box: Box, size: int, context: float = 0.5) -> np.
     scale = size / side
     # An affine warp crops, pads and resizes in one call.
     matrix = np.array([[scale, 0.0, size / 2.0 - cx * scale], [0.0, scale, size / 2.0 - cy * scale]], dtype=np.float32)
-    # The mean colour of a sparse grid of pixels: the full-frame mean costs milliseconds on 720p.
-    mean = tuple(float(v) for v in frame[::16, ::16].reshape(-1, 3).mean(axis=0)) if frame.size else (0.0, 0.0, 0.0)
+    mean = mean_colour(frame)
     return cv2.warpAffine(np.ascontiguousarray(frame), matrix, (size, size), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=mean)
 

@@ -19,25 +19,26 @@ import math
 import cv2
 import numpy as np
 
+from chattracker.fusion.embedding import mean_colour
+from chattracker.fusion.redetect import TemplateRedetector
 from chattracker.types import Box, Frame
 
 
-def context_side(box: Box, context: float = 0.5) -> float:
-    """Side of the square a Siamese tracker crops its template from (box padded by ``context`` of
-    its half-perimeter on each axis)."""
-    pad = context * (box.w + box.h)
-    return math.sqrt(max((box.w + pad) * (box.h + pad), 1.0))
+def context_side(box: Box) -> float:
+    """Side of the square a Siamese tracker crops its template from (the box padded by half its
+    perimeter on each axis)."""
+    return TemplateRedetector.exemplar_side(box.w, box.h)
 
 
 def template_preserving_frame(frame: Frame, box: Box, source: Frame, source_box: Box,
-                              context: float = 0.5, margin: float = 2.0) -> np.ndarray:
+                              margin: float = 2.0) -> np.ndarray:
     """``frame`` with ``source``'s context square around ``source_box`` pasted (scaled by the ratio of
     the two context sides) so that its centre falls on ``box``'s centre."""
-    scale = context_side(box, context) / context_side(source_box, context)
+    scale = context_side(box) / context_side(source_box)
     (sx, sy), (cx, cy) = source_box.center, box.center
     warp = np.array([[scale, 0.0, cx - scale * sx], [0.0, scale, cy - scale * sy]])
     height, width = frame.shape[:2]
-    half = context_side(box, context) / 2.0 + margin
+    half = context_side(box) / 2.0 + margin
     x0, y0 = max(0, int(math.floor(cx - half))), max(0, int(math.floor(cy - half)))
     x1, y1 = min(width, int(math.ceil(cx + half))), min(height, int(math.ceil(cy + half)))
     out = np.array(frame, copy=True)
@@ -47,8 +48,7 @@ def template_preserving_frame(frame: Frame, box: Box, source: Frame, source_box:
     shifted = warp.copy()
     shifted[:, 2] -= (x0, y0)
     # Where the source square left the source frame the tracker saw its padding, the frame's mean colour.
-    mean = tuple(float(v) for v in np.asarray(source)[::16, ::16].reshape(-1, source.shape[2]).mean(axis=0))
     patch = cv2.warpAffine(np.ascontiguousarray(source), shifted, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=mean)
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=mean_colour(source))
     out[y0:y1, x0:x1] = patch
     return out

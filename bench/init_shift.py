@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from chattracker.errors import InputError
 from chattracker.types import Box
 from chattracker.video import read_image
 from chattracker_eval.protocols import OfficialProtocol, score_sequence
@@ -63,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-only", action="store_true", help="run the base alone (no wrapper)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one fusion setting")
     args = parser.parse_args(argv)
+    if args.base_only and args.set:
+        raise InputError("--set changes the wrapper's settings, and --base-only runs no wrapper")
     sequences = load_sequences(args, data)
     settings = parse_overrides(args.set)
     rows: dict[str, dict[str, Any]] = {}

@@ -143,3 +143,7 @@ def test_init_shift_runs_every_start_and_the_unshifted_one_is_the_plain_run(shar
     assert round(row["base"]["none"], 2) == 65.79
     assert len({round(v, 4) for v in row["base"].values()}) > 1  # a pixel changes the run
     assert row["base_move_max"] >= 2.0 and report["sequences_moved_2_by_a_pixel"] == 1
+    bad = subprocess.run([sys.executable, str(script), "--base-only", "--set", "ground_every=5"], capture_output=True,
+                         text=True, cwd=REPO_ROOT, env=env, timeout=120)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "bench: error: --set changes the wrapper's settings, and --base-only runs no wrapper"]

@@ -159,6 +159,8 @@ class ChatTracker:
         self._redetector: Any = None
         self.redetector: Any = None
         self._suspect = False
+        self._stray_rounds = 0
+        self._ever_confirmed = False
         self._colour_lost_since: int | None = None
         self._graded = True
         self._all_descriptions: list[Description] = []
@@ -207,6 +209,8 @@ class ChatTracker:
         self._template_proposal: Box | None = None
         self._absent = False
         self._suspect = False
+        self._stray_rounds = 0
+        self._ever_confirmed = False
         self._colour_lost_since = None
         self._graded = bool(getattr(self.base, "score_is_confidence", True))
         self.redetector = None
@@ -266,9 +270,18 @@ class ChatTracker:
         # (a success flag).
         kept = base is not None and decision.box is base_box
         v = self.config.verification
+        self._ever_confirmed = self._ever_confirmed or decision.confirmed
+        # A kept box the detector does not confirm, of the wrong size or looking like nothing of the
+        # target, two rounds in a row may have been left behind (on an occluder's edge, a patch of
+        # background) while the target walked on out of its search region. Only where the detector has
+        # confirmed the target before: a whole-frame search cannot find what the detector never sees.
+        stray = kept and not decision.confirmed and ("size drift" in self.verifier.last_signs
+                                                     or base.appearance < v.unfamiliar)
+        self._stray_rounds = self._stray_rounds + 1 if stray else 0
         self._suspect = kept and (decision.chosen is not base
                                   or (not self._graded and base.appearance < v.min_appearance)
-                                  or (base.colour is not None and base.colour < v.colour_miss))
+                                  or (base.colour is not None and base.colour < v.colour_miss)
+                                  or (self._ever_confirmed and self._stray_rounds >= v.drift_rounds))
         self._act(frame, decision)
         if decision.box is not None:
             self._kalman.update(decision.box)

@@ -1,4 +1,5 @@
 import contextlib
+import functools
 import io
 import json
 
@@ -89,32 +90,45 @@ def test_demo_language_rescues_the_base_tracker(demo_run):
     assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2
 
 
-def _narrow_pillar_run(enhance: bool):
+@functools.lru_cache(maxsize=2)
+def _narrow_pillar_ious(enhance: bool) -> tuple[int, tuple[float, ...]]:
     """The demo scene with a narrow pillar early on (x 110-170): the target is hidden for 5 frames
-    there, then walks on in plain view (the blue clock still crosses it at frame 66)."""
+    there, then walks on in plain view (the blue clock still crosses it at frame 66). Returns the
+    first index where the target is visible again and the per-frame IoU."""
     from chattracker.config import TrackerConfig
     from chattracker.tracking import run_tracker
 
     scene = DemoScene(pillar=(110, 60))
     tracker = TrackerConfig(tracker="nanotrack_v2", enhance=enhance, source="demo").build()
     records = run_tracker(tracker, scene, scene.ground_truth[0], None, total=len(scene), progress=False)
-    out = max(i for i, absent in enumerate(scene.absent) if absent) + 1  # first index visible again
-    ious = [r.box.iou(scene.ground_truth[r.index]) if r.box is not None else 0.0 for r in records
-            if r.index >= out + 30]
-    return float(np.mean(ious))
+    out = max(i for i, absent in enumerate(scene.absent) if absent) + 1
+    return out, tuple(r.box.iou(scene.ground_truth[r.index]) if r.box is not None else 0.0 for r in records)
+
+
+def _narrow_pillar_run(enhance: bool) -> float:
+    """Mean IoU from 30 frames after the target came out on."""
+    out, ious = _narrow_pillar_ious(enhance)
+    return float(np.mean(ious[out + 30:]))
 
 
 def test_nanotrack_alone_stays_at_the_edge_of_a_narrow_pillar():
-    """The failure the next test is about: the base box stays by the pillar, the target walks on."""
+    """The failure the next tests are about: the base box stays by the pillar, the target walks on."""
     assert _narrow_pillar_run(enhance=False) < 0.05
 
 
-@pytest.mark.xfail(strict=True, reason="known weakness, measured: the base box sits on a green patch by the pillar "
-                                       "(unfamiliar, a third of the target's size, not confirmed by the detector) and "
-                                       "the search region around it never sees the target again: ChatTracker = base "
-                                       "(0.139 mean IoU); a whole-frame search on such a box took the target back at "
-                                       "frame 121 (0.331) but cost the demo 0.642 -> 0.633 (a green background patch "
-                                       "became a persistent candidate), so it is not in")
+def test_chattracker_finds_a_target_that_walked_on_from_an_occluder_in_the_whole_frame():
+    """The base box left behind on a patch by the pillar (not confirmed by the detector, a third of the
+    target's size, unlike it) two rounds in a row makes the next rounds search the whole frame:
+    the target is taken back (measured: at frame 121; before, never) and kept (last 25 frames: 0.93)."""
+    _, ious = _narrow_pillar_ious(True)
+    assert np.mean(ious[-25:]) > 0.8
+    assert _narrow_pillar_run(enhance=True) > _narrow_pillar_run(enhance=False) + 0.15
+
+
+@pytest.mark.xfail(strict=True, reason="known weakness, measured: found in the whole frame from frame 51 on, the "
+                                       "walking target looks 0.30-0.53 like its first frame (under min_appearance "
+                                       "0.6) and far from the stuck motion prior, so it is taken back only at frame "
+                                       "121 (0.75): mean IoU 0.329 from 30 frames after it came out (base 0.000)")
 def test_chattracker_takes_back_a_target_that_walked_on_from_an_occluder():
     assert _narrow_pillar_run(enhance=True) > 0.5
 

@@ -627,6 +627,11 @@ def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_t
         for _ in range(3):
             assert verifier.decide(candidates(appearance, colour), 0.93, memory, 1).kind != "recovered"
     verifier.reset()
+    for _ in range(3):  # it has the colour but looks more like a known distractor (a patch of wall in the hue)
+        base, other = candidates(0.35, 1.0)
+        other.distractor = 0.47
+        assert verifier.decide([base, other], 0.93, memory, 1).kind != "recovered"
+    verifier.reset()
     for _ in range(3):  # two candidates with the colour (a team in one jersey): the words do not say which
         base, other = candidates(0.35, 1.0)
         twin = Candidate(Box(400, 100, 40, 40), "person", 0.8, appearance=0.4, motion=0.1, total=1.1, hits=3,

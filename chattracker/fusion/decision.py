@@ -98,6 +98,7 @@ class Verifier:
         self._random = random.Random(config.seed)
         self._drift_streak: list[tuple[Box, int]] = []
         self._colour_miss_streak = 0
+        self.last_signs: list[str] = []  # the base box's signs of loss at the last round that weighed them
 
     @property
     def colour_lost(self) -> bool:
@@ -109,6 +110,7 @@ class Verifier:
         self._random = random.Random(self.config.seed)
         self._drift_streak = []
         self._colour_miss_streak = 0
+        self.last_signs = []
 
     def decide(self, candidates: list[Candidate], base_score: float | None, memory: AppearanceMemory,
                target_identity: int | None, truth: Box | None = None, graded: bool = True) -> Decision:
@@ -234,8 +236,11 @@ class Verifier:
             return None
         # The words must single the candidate out: where several found objects have the colour (a
         # team in one jersey, measured on Basketball) they do not say which one is the target.
+        # (Never one that looks more like a known distractor than like the target: a patch of background
+        # in the target's colour, found by the re-detector.)
         having = [p for p in proposals if p.colour is not None and p.colour >= c.colour_fit
-                  and p.grounding >= c.switch_min_score and p.appearance >= c.unfamiliar]
+                  and p.grounding >= c.switch_min_score and p.appearance >= c.unfamiliar
+                  and p.distractor <= p.appearance]
         if len(having) != 1:
             return None
         chosen = having[0]
@@ -327,4 +332,5 @@ class Verifier:
         self._colour_miss_streak = self._colour_miss_streak + 1 if missing else 0
         if self._colour_miss_streak >= c.drift_rounds:
             signs.append(COLOUR_SIGN)
+        self.last_signs = list(signs)
         return signs

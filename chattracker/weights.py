@@ -45,6 +45,7 @@ class WeightFile:
     size: int
     description: str = ""
     licence: str = ""
+    derived: str = ""  # a file built here from another registered one: the command that builds it (no URL)
 
 
 _REGISTRY: dict[str, WeightFile] = {}
@@ -221,6 +222,9 @@ def _missing_message(lookup: WeightLookup, reason: str = "") -> str:
     why = f" ({'; '.join(details)})" if details else ""
     # A same-named file with other contents is the likelier fault (a damaged copy), so say that first.
     verdict = "rejected, no copy has the registered sha256" if lookup.faulty() else "not found"
+    if weight.derived:
+        return (f"weight file {weight.filename!r} ({weight.name}) {verdict}{why}; it ships inside the package "
+                f"(sha256 {weight.sha256[:12]}...) and is built by `{weight.derived}`")
     return (
         f"weight file {weight.filename!r} ({weight.name}) {verdict}{why}; download it from {weight.url} "
         f"(sha256 {weight.sha256[:12]}...) and pass its path, or put it in a folder named by ${ENV_WEIGHTS}, "
@@ -231,6 +235,9 @@ def _missing_message(lookup: WeightLookup, reason: str = "") -> str:
 def download_weight(name: str, timeout: float = 60.0) -> Path:
     """Download into the cache dir, verify size and sha256, then move into place atomically."""
     weight = get_weight(name)
+    if weight.derived:
+        raise WeightsNotFoundError(f"weight file {weight.filename!r} ({weight.name}) is built, not downloaded: "
+                                   f"{weight.derived}")
     target = cache_dir() / weight.name / weight.filename
     target.parent.mkdir(parents=True, exist_ok=True)
     logger.info("downloading %s from %s", weight.filename, weight.url)
@@ -278,5 +285,10 @@ for _weight in (
     WeightFile("osnet_reid", "osnet_x0_25_msmt17.onnx", _OSNET,
                "c61799fb79be8959f950590604c6d7a097c7c0aac7aca2baa49b09406ecb5829", 854581,
                "OSNet x0.25 MSMT17 person re-identification (appearance embedding)", "MIT"),
+    WeightFile("osnet_reid_int8", "osnet_x0_25_msmt17_int8.onnx", "",
+               "c1b0f17e3defed30abea667c33a7e5396f063f4744aa955dfd1678d988458e41", 557767,
+               "OSNet x0.25 MSMT17, static int8 (the appearance embedding for people)", "MIT",
+               derived="uv run python bench/quantize_osnet.py --out chattracker/data/weights/osnet_reid/"
+                       "osnet_x0_25_msmt17_int8.onnx (from osnet_reid, calibrated on the development set's tune half)"),
 ):
     register_weight(_weight)

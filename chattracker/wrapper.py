@@ -66,9 +66,10 @@ class FusionConfig:
     redetect_min_score: float = 0.5  # match score a re-detection needs
     redetect_windows: int = 6  # search windows over the frame while the target seems lost
     use_background: bool = True
-    appearance: str = "auto"  # appearance embedding: auto | nanotrack | mobilenetv2 | osnet | hsv_hog;
+    appearance: str = "auto"  # appearance embedding: auto | nanotrack | mobilenetv2 | osnet | osnet_fp32 | hsv_hog;
     # auto = osnet for a person target, else nanotrack (bench/appearance.py, development set: same-class
-    # ROC AUC pooled osnet 0.93, nanotrack 0.86, mobilenetv2 0.83, hsv_hog 0.78)
+    # ROC AUC pooled osnet 0.93 (its int8 form, the one run, as the float32 one), nanotrack 0.86, mobilenetv2 0.83,
+    # hsv_hog 0.78)
     appearance_params: dict[str, Any] = field(default_factory=dict)
     memory_size: int = 8
     novelty: float = 0.8  # a confirmed look less similar than this to the memory (calibrated) is remembered

@@ -48,6 +48,18 @@ def test_missing_offline_error_names_file_url_and_remedy(no_bundled):
     assert "CHATTRACKER_WEIGHTS" in message and "\n" not in message
 
 
+def test_a_derived_weight_says_how_it_is_built_and_is_never_downloaded(no_bundled, monkeypatch):
+    """The int8 OSNet is built here from the released file: missing, it names the command, not a URL."""
+    weight = weights.get_weight("osnet_reid_int8")
+    assert weight.derived.startswith("uv run python bench/quantize_osnet.py") and not weight.url
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weight("osnet_reid_int8")
+    assert "bench/quantize_osnet.py" in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.delenv("CHATTRACKER_OFFLINE")
+    with pytest.raises(WeightsNotFoundError, match="is built, not downloaded"):
+        weights.download_weight("osnet_reid_int8")
+
+
 def test_explicit_path_wins_and_is_checked(tmp_path):
     file = tmp_path / "my_head.onnx"
     file.write_bytes((BUNDLED / "nanotrack_v2/nanotrack_head_sim.onnx").read_bytes())

@@ -43,5 +43,5 @@ def run(args: argparse.Namespace) -> int:
         for path, why in lookup.faulty():
             print(f"{'':<{width}}            rejected {path} ({why})")
         if lookup.path is None:
-            print(f"{'':<{width}}            from {weight.url}")
+            print(f"{'':<{width}}            " + (f"built by {weight.derived}" if weight.derived else f"from {weight.url}"))
     return 0

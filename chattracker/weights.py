@@ -160,8 +160,9 @@ def lookup_weight(name: str, path: str | os.PathLike[str] | None = None) -> Weig
             raise WeightsNotFoundError(f"weight file {explicit} for {name!r} does not exist")
         why = _verdict(explicit, weight)
         if why is not None:
+            origin = f"built by {weight.derived}" if weight.derived else f"from {weight.url}"
             raise WeightsNotFoundError(f"weight file {explicit} for {name!r} rejected: {why} "
-                                       f"(the registered {weight.filename} from {weight.url})")
+                                       f"(the registered {weight.filename} {origin})")
         lookup.path, lookup.source = explicit, "explicit path"
         return lookup
     folders: list[tuple[Path, str]] = [(Path(f), f"${ENV_WEIGHTS}") for f in

@@ -6,7 +6,9 @@ What happens (frame numbers 1-based, at the default 150 frames):
 - The target is a green clock moving left to right.
 - A blue clock of the same size comes down diagonally and passes in front of the target around
   frame 66: a crossing with a same-class look-alike that words tell apart ("green" vs "blue").
-  NanoTrack v2 alone follows the blue clock from there on (a test checks it).
+  NanoTrack v2 alone follows the blue clock from there on (a test checks it): its box grows over both
+  clocks at the crossing and settles on the blue one as the pillar hides the green half (frames 81-106;
+  with the pillar out of the way it settles on neither, measured).
 - A bigger yellow clock hangs at the upper right: a look-alike that differs in colour and size.
 - A pillar hides the target completely for 13 frames (frames 100-112), with partial occlusion
   either side; those frames are marked absent and not scored.

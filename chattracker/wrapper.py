@@ -22,7 +22,7 @@ from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.candidates import Candidate, embed_candidates, gather_candidates, intersection_area
 from chattracker.fusion.colour import ColourEvidence
-from chattracker.fusion.decision import SELECTIONS, Decision, VerificationConfig, Verifier
+from chattracker.fusion.decision import SELECTIONS, SIZE_SIGN, Decision, VerificationConfig, Verifier
 from chattracker.fusion.embedding import EMBEDDERS, build_embedder
 from chattracker.fusion.identities import IdentityTracker
 from chattracker.fusion.motion import BoxKalman
@@ -276,7 +276,7 @@ class ChatTracker:
         # target, two rounds in a row may have been left behind (on an occluder's edge, a patch of
         # background) while the target walked on out of its search region. Only where the detector has
         # confirmed the target before: a whole-frame search cannot find what the detector never sees.
-        stray = kept and not decision.confirmed and ("size drift" in self.verifier.last_signs
+        stray = kept and not decision.confirmed and (SIZE_SIGN in self.verifier.last_signs
                                                      or base.appearance < v.unfamiliar)
         self._stray_rounds = self._stray_rounds + 1 if stray else 0
         self._suspect = kept and (decision.chosen is not base

@@ -34,7 +34,8 @@ COLOUR_SIGN = "lacks the described colour"
 FAILED_BASE = "the base failed; one object stands out"
 # Signs a confident base is overruled on: where the box is and what size, and a colour the sentence
 # states that the box has lost round after round (an embedding of a small object can miss it).
-UNDISCOUNTED_SIGNS = {"implausible motion", "size drift", COLOUR_SIGN}
+SIZE_SIGN = "size drift"
+UNDISCOUNTED_SIGNS = {"implausible motion", SIZE_SIGN, COLOUR_SIGN}
 
 
 @dataclass
@@ -321,7 +322,7 @@ class Verifier:
             ratio = base.box.area / max(w * h, 1e-6)
             aspect = (base.box.w / max(base.box.h, 1e-6)) / max(w / max(h, 1e-6), 1e-6)
             if max(ratio, 1 / max(ratio, 1e-6)) > c.size_ratio or max(aspect, 1 / max(aspect, 1e-6)) > c.size_ratio:
-                signs.append("size drift")
+                signs.append(SIZE_SIGN)
         if base.appearance < c.min_appearance:
             signs.append("appearance")
         if base.distractor > base.appearance:

@@ -79,8 +79,12 @@ def quantize(source: Path, out: Path, calibration: list[np.ndarray]) -> None:
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
                         reduce_range=True)
         out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(staged, out.with_name(out.name + ".partial"))
-        os.replace(out.with_name(out.name + ".partial"), out)  # a reader never sees half a model
+        partial = out.with_name(out.name + ".partial")
+        try:
+            shutil.copyfile(staged, partial)
+            os.replace(partial, out)  # a reader never sees half a model
+        finally:
+            partial.unlink(missing_ok=True)
 
 
 def ms_per_call(session: Any, blob: np.ndarray, repeats: int = 20) -> float:

@@ -118,6 +118,7 @@ class Verifier:
         """Choose among ``[base, *proposals]`` (``truth`` only for the oracle ablation). ``graded``:
         the base's score grades its confidence (NanoTrack), rather than flagging success (CSRT)."""
         c = self.config
+        self.last_signs = []  # weighed below only where the round gets that far
         base, proposals = candidates[0], candidates[1:]
         confirmed = (base.confirming is not None and base.grounding >= c.confirm_score
                      and base.confirming.box.iou(base.box) >= c.confirm_iou)

@@ -205,7 +205,7 @@ class MobileNetV2Embedder:
 class OSNetEmbedder:
     """OSNet x0.25 person re-identification embedding (256 x 128 crops; the batch-of-one export freed).
     ``int8`` (the default) is the statically quantised model of ``bench/quantize_osnet.py``: 2-3 times
-    faster on a CPU (3.1 against 6.3 ms a crop), embeddings at cosine 0.97 to the float32 model's."""
+    faster on a CPU (3.2 against 6.3 ms a crop), embeddings at cosine 0.97 to the float32 model's."""
 
     name = "osnet"
     dim = 512

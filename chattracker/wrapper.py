@@ -403,7 +403,7 @@ class ChatTracker:
             row = self.ground_truth[self.frame_index]
             truth = Box.from_any(row) if np.all(np.isfinite(row)) else Box(0.0, 0.0, 0.0, 0.0)
         decision = self.verifier.decide(candidates, base_score, self.memory, target_before, truth, self._graded)
-        self.identities.assign(decision.chosen, candidates, c.colour_miss, c.colour_fit)
+        self.identities.assign(decision.chosen, candidates, c.colour_miss, c.colour_fit, c.appearance_drop)
         return decision
 
     def _redetect(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box) -> list[tuple[Box, float]]:

@@ -140,6 +140,36 @@ def test_identities_follow_two_crossing_lookalikes_and_mark_the_distractor():
     assert second[1].identity == tracker.target and second[1].role == TARGET and second[1].hits == 3  # frame 1 counts
 
 
+def test_a_distractor_mark_from_one_glimpse_is_dropped_when_the_object_looks_like_the_target():
+    """A target half out from behind an occluder looks like little and is marked a distractor beside a
+    base box left on a patch of background; next round, in full view, it looks clearly more like the
+    target than the base box does and loses the mark (so the verifier may take it back). A distractor
+    that looks only a little more like it keeps the mark."""
+    look = _unit(1, 0.2, 0)
+    tracker = IdentityTracker()
+    tracker.reset(Box(250, 135, 30, 30), look)
+    glimpse = [Candidate(Box(250, 135, 30, 30), BASE, 0.0, embedding=look, appearance=0.44),
+               Candidate(Box(360, 149, 30, 63), REDETECT, 0.99, embedding=_unit(0.3, 1, 0), appearance=0.17)]
+    tracker.update(glimpse)
+    tracker.assign(glimpse[0], glimpse, revoke_margin=0.1)
+    assert glimpse[1].identity in {i for i, _ in tracker.distractor_embeddings()}
+    for margin_over_base, kept in ((0.05, True), (0.23, False)):
+        seen = [Candidate(Box(252, 136, 26, 28), BASE, 0.0, embedding=look, appearance=0.5),
+                Candidate(Box(362, 151, 46, 51), REDETECT, 1.0, embedding=_unit(0.3, 1, 0),
+                          appearance=0.5 + margin_over_base)]
+        tracker.update(seen)
+        assert seen[1].identity == glimpse[1].identity and seen[1].role == DISTRACTOR
+        tracker.assign(seen[0], seen, revoke_margin=0.1)
+        assert (seen[1].identity in {i for i, _ in tracker.distractor_embeddings()}) is kept
+    # Without a margin (the default) a mark is never dropped.
+    for appearance in (0.3, 0.9):  # marked again, then looking far more like the target
+        again = [Candidate(Box(252, 136, 26, 28), BASE, 0.0, embedding=look, appearance=0.5),
+                 Candidate(Box(364, 151, 46, 51), REDETECT, 1.0, embedding=_unit(0.3, 1, 0), appearance=appearance)]
+        tracker.update(again)
+        tracker.assign(again[0], again)
+        assert again[1].identity in {i for i, _ in tracker.distractor_embeddings()}
+
+
 def test_a_scale_correction_keeps_the_targets_identity_on_the_base_track():
     """Recovering onto an object found inside a grown base box (scale drift: it has no identity of its
     own) keeps the base's identity as the target's, with the corrected box; the re-detector's find of the
@@ -625,10 +655,10 @@ def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_t
     memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
     memory.add(np.zeros((8, 8, 3), np.uint8), Box(0, 0, 40, 40))
 
-    def candidates(proposal_appearance: float, proposal_colour: float):
+    def candidates(proposal_appearance: float, proposal_colour: float, source: str = "green clock"):
         base = Candidate(Box(100, 100, 40, 40), BASE, 0.6, appearance=0.5, motion=1.0, total=1.6, identity=1,
                          role=TARGET, colour=0.0)
-        other = Candidate(Box(300, 100, 40, 40), "redetect", 0.9, appearance=proposal_appearance, motion=0.1,
+        other = Candidate(Box(300, 100, 40, 40), source, 0.9, appearance=proposal_appearance, motion=0.1,
                           total=1.0, hits=3, identity=2, role=DISTRACTOR, colour=proposal_colour)
         return [base, other]
 
@@ -647,6 +677,13 @@ def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_t
         base, other = candidates(0.35, 1.0)
         other.distractor = 0.47
         assert verifier.decide([base, other], 0.93, memory, 1).kind != "recovered"
+    verifier.reset()
+    for _ in range(3):  # a re-detection alone, across the frame and unlike the target (a poster in the hue)
+        assert verifier.decide(candidates(0.35, 1.0, REDETECT), 0.93, memory, 1).kind != "recovered"
+    verifier.reset()
+    for _ in range(2):  # ... is taken where it looks like the target
+        decision = verifier.decide(candidates(0.65, 1.0, REDETECT), 0.93, memory, 1)
+    assert decision.reason == "recovered (base lacks the described colour)"
     verifier.reset()
     for _ in range(3):  # two candidates with the colour (a team in one jersey): the words do not say which
         base, other = candidates(0.35, 1.0)

@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass, field
 
 from chattracker.fusion.appearance import AppearanceMemory
-from chattracker.fusion.candidates import Candidate
+from chattracker.fusion.candidates import REDETECT, Candidate
 from chattracker.fusion.identities import DISTRACTOR, TARGET
 from chattracker.types import Box
 
@@ -231,7 +231,7 @@ class Verifier:
         """Language over looks: round after round the base box lacks the hue the description names (and
         the target showed on frame 1) while a persistent candidate, found as credibly and not unlike the
         target, has it, and no other such candidate has it. A learned embedding of a small object can
-        rank a look-alike of another colour above the target itself (measured on the demo scene: the
+        rank a look-alike of another colour above the target itself (measured on the first demo scene: the
         blue clock 0.49, the green target 0.35); the sentence does not."""
         c = self.config
         if COLOUR_SIGN not in signs:
@@ -239,10 +239,14 @@ class Verifier:
         # The words must single the candidate out: where several found objects have the colour (a
         # team in one jersey, measured on Basketball) they do not say which one is the target.
         # (Never one that looks more like a known distractor than like the target: a patch of background
-        # in the target's colour, found by the re-detector.)
+        # in the target's colour, found by the re-detector. And a re-detection alone, which no detector
+        # calls an object, only where motion allows the target to be or when it looks like the target: a
+        # green poster across the frame has the colour too, while the target hides behind a look-alike.)
         having = [p for p in proposals if p.colour is not None and p.colour >= c.colour_fit
                   and p.grounding >= c.switch_min_score and p.appearance >= c.unfamiliar
-                  and p.distractor <= p.appearance]
+                  and p.distractor <= p.appearance
+                  and (p.source != REDETECT or p.appearance >= c.min_appearance
+                       or p.motion >= math.exp(-c.motion_gate))]
         if len(having) != 1:
             return None
         chosen = having[0]

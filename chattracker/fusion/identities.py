@@ -95,11 +95,14 @@ class IdentityTracker:
         self.identities = kept
 
     def assign(self, target: Candidate | None, candidates: list[Candidate], colour_miss: float = 0.2,
-               colour_fit: float = 0.6) -> None:
+               colour_fit: float = 0.6, revoke_margin: float = float("inf")) -> None:
         """After the decision: ``target`` is the target's identity (None: not seen this round). The
         other candidates of this round that look less like the target than it does are distractors;
         one that looks more like it, or has the description's colour that ``target`` lacks, stays
-        unresolved, so a wrong base box cannot brand the real target a distractor."""
+        unresolved, so a wrong base box cannot brand the real target a distractor. A distractor that
+        now looks ``revoke_margin`` more like the target than ``target`` does loses its mark: the mark
+        was made from one glimpse (a target half out from behind an occluder looks like little), and
+        a base box left behind on a patch of background keeps it from ever being taken back."""
         if target is not None and target.identity == 0 and candidates:
             # An object found inside a grown base box (a scale correction) has no identity of its own: it
             # is the base's track, resized, so the base's identity stays the target's and takes its box.
@@ -120,6 +123,9 @@ class IdentityTracker:
                   and not (candidate.colour is not None and target.colour is not None
                            and candidate.colour >= colour_fit and target.colour < colour_miss)):
                 roles[candidate.identity] = DISTRACTOR
+            elif (target is not None and candidate.role == DISTRACTOR and candidate.embedding is not None
+                  and candidate.appearance >= target.appearance + revoke_margin):
+                roles[candidate.identity] = NEW
         for identity in self.identities:
             if identity.last_round == self._round and identity.identity in roles:
                 identity.role = roles[identity.identity]

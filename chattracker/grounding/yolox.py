@@ -253,7 +253,7 @@ class YoloxGrounder:
         """``ground`` on a search region around the target, at ``region_side``. Position words are not
         judged there: the description placed the target among the same-class objects of the whole
         frame ("the clock at the bottom"), and a crop holds only some of them, so "bottom" there picks
-        whichever neighbour is lower (measured on the demo scene: the look-alike crossing under the
+        whichever neighbour is lower (measured on the first demo scene: the look-alike crossing under the
         target scored as high as the target)."""
         side = self.region_side(*image.shape[:2])
         return self.ground_detections(image, self.detections(image, side), phrases, judge_positions=False)

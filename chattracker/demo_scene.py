@@ -4,18 +4,26 @@ scores 0.7-0.9 at these sizes), so the language side has something to find. Seed
 What happens (frame numbers 1-based, at the default 150 frames):
 
 - The target is a green clock moving left to right.
-- A blue clock of the same size comes down diagonally and passes in front of the target around
-  frame 66: a crossing with a same-class look-alike that words tell apart ("green" vs "blue").
-  NanoTrack v2 alone follows the blue clock from there on (a test checks it): its box grows over both
-  clocks at the crossing and settles on the blue one as the pillar hides the green half (frames 81-106;
-  with the pillar out of the way it settles on neither, measured).
-- A bigger yellow clock hangs at the upper right: a look-alike that differs in colour and size.
-- A pillar hides the target completely for 13 frames (frames 100-112), with partial occlusion
-  either side; those frames are marked absent and not scored.
+- A bigger blue clock hangs on the wall in its way (swaying a little): the target passes behind it
+  from frame 10 to 56 and is hidden completely for frames 30-37. A same-class look-alike that words
+  tell apart ("green" vs "blue", "small" vs "big"). NanoTrack v2 alone stays on the blue clock from
+  there on (a test checks it); its box first grows over both clocks, then settles on the blue one.
+- A big yellow clock hangs at the upper right: a look-alike that differs in colour and position.
+- A pillar hides the target completely for 12 frames (frames 100-111), with partial occlusion
+  either side.
+- Frames where no pixel of the target shows (behind the blue clock or the pillar) are marked absent
+  and not scored.
 
-The paths are straight segments with a small vertical bob. The crossing was laid out so that the
-base tracker switches (the first layout, two clocks crossing head-on, did not make NanoTrack v2
-switch); nothing was adjusted to the wrapper's output.
+The look-alike was placed by what the base tracker does (ChatTracker had run on one other
+position before, x 150 with the pillar at x 300; two of its rules were then changed for failures
+seen on this scene, see the README): the first layouts (a blue clock crossing the target head-on, or diagonally in front of it, or
+overtaking it) did not make NanoTrack v2 follow the look-alike while the target was in view (the
+diagonal one only with the pillar's help). Of the hanging positions measured (x 120-180, radius
+24-34, pillar at x 260-300, background seeds 1, 2, 3 and 7), radius 34 at x 140 with the pillar at
+x 280 is the one where the base follows the blue clock for all 25 frames that the target shows
+between the two clocks and the pillar, for both seeds measured there (7, the scene's seed before,
+and 2). Twelve seeds, and what ChatTracker scores on each, are in the README. The older diagonal
+layout stays (``PASSING_BLUE``) for tests of the wrapper's failure modes.
 """
 
 from __future__ import annotations
@@ -52,13 +60,23 @@ class Clock:
         return Box(cx - r, cy - r, 2.0 * r, 2.0 * r)
 
 
+# The look-alike of the demo: a bigger blue clock hanging in the target's way.
+HANGING_BLUE = Clock("big blue clock", (30, 60, 200), (130, 160, 240), 34, ((0, 140, 186), (1, 140, 186)),
+                     bob_phase=1.3)
+# The first demo's look-alike: a blue clock of the target's size coming down diagonally in front of it
+# (frame 66). NanoTrack v2 grows over both and settles on neither unless the pillar hides the green half.
+PASSING_BLUE = Clock("blue clock", (30, 60, 200), (130, 160, 240), 24, ((0, 120, 20), (0.45, 210, 186), (1, 290, 296)),
+                     bob_phase=1.3)
+
+
 class DemoScene:
     """Renders frames lazily; ``ground_truth[i]`` is the target box, ``absent[i]`` when fully hidden."""
 
     def __init__(self, num_frames: int = 150, width: int = 480, height: int = 320, seed: int = 7,
-                 pillar: tuple[int, int] = (280, 80)) -> None:
-        """``pillar``: its left edge and width in pixels (other layouts are for tests of the wrapper's
-        failure modes; the demo uses the default)."""
+                 pillar: tuple[int, int] = (280, 80), lookalike: Clock | None = None) -> None:
+        """``pillar``: its left edge and width in pixels; ``lookalike``: the clock in the target's way
+        (default ``HANGING_BLUE``). Other layouts are for tests of the wrapper's failure modes; the
+        demo uses the defaults."""
         self.num_frames, self.width, self.height = num_frames, width, height
         rng = np.random.default_rng(seed)
         noise = rng.uniform(0, 1, (height // 16, width // 16, 3))
@@ -70,14 +88,28 @@ class DemoScene:
                           tuple(int(c) for c in rng.integers(50, 190, 3)), -1)
         self.target = Clock("green clock", (30, 140, 50), (140, 220, 140), 24, ((0, 60, 190), (1, 430, 175)))
         self.distractors = [
-            Clock("blue clock", (30, 60, 200), (130, 160, 240), 24, ((0, 120, 20), (0.45, 210, 186), (1, 290, 296)),
-                  bob_phase=1.3),
+            lookalike or HANGING_BLUE,
             Clock("big yellow clock", (230, 200, 40), (250, 240, 180), 34, ((0, 420, 70), (1, 400, 78))),
         ]
         self.pillar = (pillar[0], 0, pillar[1], height)  # x, y, w, h: hides whatever passes behind it
         self.ground_truth = [self.target.box_at(t, num_frames) for t in range(num_frames)]
-        px1, px2 = self.pillar[0], self.pillar[0] + self.pillar[2]
-        self.absent = [b.x >= px1 and b.x + b.w <= px2 for b in self.ground_truth]
+        self.absent = [self.visible_pixels(t) == 0 for t in range(num_frames)]
+
+    def visible_pixels(self, t: int) -> int:
+        """How many pixels of the target's disc show at frame ``t`` (the clocks drawn after it and the
+        pillar cover it)."""
+        def disc(clock: Clock) -> np.ndarray:
+            mask = np.zeros((self.height, self.width), np.uint8)
+            cx, cy = (int(round(v)) for v in clock.box_at(t, self.num_frames).center)
+            cv2.circle(mask, (cx, cy), clock.radius, 1, -1)
+            return mask.astype(bool)
+
+        covered = np.zeros((self.height, self.width), bool)
+        for clock in self.distractors:
+            covered |= disc(clock)
+        x, _, w, _ = self.pillar
+        covered[:, x:x + w] = True
+        return int((disc(self.target) & ~covered).sum())
 
     def __len__(self) -> int:
         return self.num_frames
@@ -102,9 +134,15 @@ class DemoScene:
         gaps = [np.hypot(*np.subtract(self.ground_truth[t].center, crossing.box_at(t, self.num_frames).center))
                 for t in range(self.num_frames)]
         meet = int(np.argmin(gaps))
-        hidden = [t for t, absent in enumerate(self.absent) if absent] or [self.num_frames - 1]
+        # The first frame after the meeting where the two discs no longer touch (the target in view again).
+        clear = next((t for t in range(meet, self.num_frames)
+                      if gaps[t] > self.target.radius + crossing.radius), meet)
+        px1, px2 = self.pillar[0], self.pillar[0] + self.pillar[2]
+        hidden = ([t for t, absent in enumerate(self.absent) if absent
+                   and px1 <= self.ground_truth[t].x and self.ground_truth[t].x + self.ground_truth[t].w <= px2]
+                  or [self.num_frames - 1])
         last = self.num_frames - 1
-        moments = {"start": 0, "crossing": meet, "after the crossing": min(meet + 15, last),
+        moments = {"start": 0, "crossing": meet, "after the crossing": min(clear + 5, last),
                    "behind the pillar": hidden[len(hidden) // 2], "out again": min(hidden[-1] + 15, last), "end": last}
         return dict(sorted(moments.items(), key=lambda item: item[1]))
 
@@ -112,7 +150,7 @@ class DemoScene:
         """What the scene contains, in words (for the README and the demo's summary)."""
         others = ", ".join(d.name for d in self.distractors)
         return (f"{self.num_frames} frames {self.width}x{self.height}: target {self.target.name}; "
-                f"look-alikes {others}; a pillar hides the target for {sum(self.absent)} frames")
+                f"look-alikes {others}; the target is fully hidden for {sum(self.absent)} frames (not scored)")
 
 
 def _draw_clock(canvas: np.ndarray, clock: Clock, box: Box, t: int) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from chattracker.cli import main
-from chattracker.demo_scene import CLOCK_CLASS, DemoScene
+from chattracker.demo_scene import CLOCK_CLASS, PASSING_BLUE, DemoScene
 from chattracker.types import Box
 from chattracker.video import FrameSource, list_images, natural_key
 
@@ -41,7 +41,7 @@ def test_demo_runs_chattracker_from_bundled_weights(demo_run):
     assert code == 0
     assert "components: base nanotrack_v2 (nanotrack_v2_backbone bundled, nanotrack_v2_head bundled); " \
            "describer attributes; grounder yolox (yolox_nano_coco bundled)" in printed
-    assert "descriptions: frame 1: 'green clock" in printed
+    assert "descriptions: frame 1: 'small green clock" in printed
     assert "base        nanotrack_v2: mean IoU" in printed and "chattracker chattracker:nanotrack_v2: mean IoU" in printed
     assert not (cache / "weights").exists() and not list(cache.rglob("*.onnx"))  # nothing downloaded
     record = json.loads((out / "track.json").read_text())
@@ -69,23 +69,27 @@ def test_demo_base_switches_to_the_look_alike_at_the_crossing(demo_run):
     assert np.mean(on_blue) > 0.8
 
 
-def test_demo_takes_the_target_back_soon_after_it_comes_out_from_behind_the_pillar(demo_run):
-    """The base box keeps the blue look-alike, so the description's green is missing from it round after
-    round; rounds then come every `ground_cooldown` frames and the re-emerging clock is taken back within
-    a dozen frames (the next periodic rounds alone took it back at frame 131), then kept to the end."""
+def test_demo_takes_the_target_back_as_it_comes_out_from_behind_the_pillar(demo_run):
+    """ChatTracker takes the green clock back from the blue look-alike once it is clear of it, follows
+    it to the pillar, where NanoTrack stays at the pillar's edge on a patch of wall, and takes it back
+    again as it comes out in full (measured: frames 70 and 133, the clock whole from frame 132), then
+    keeps it to the end."""
     scene = DemoScene()
     record = json.loads(demo_run[2].joinpath("track.json").read_text())
-    out = max(i for i, absent in enumerate(scene.absent) if absent) + 2  # 1-based: the first frame visible again
-    taken = [e["frame"] for e in record["events"] if e["event"] == "reinitialize" and e["frame"] >= out]
-    assert taken and taken[0] <= out + 12, taken
-    after = [Box.from_any(f["box"]).iou(scene.ground_truth[i]) for i, f in enumerate(record["frames"])
-             if i + 1 >= taken[0] + 3 and f["box"] is not None]
-    assert len(after) >= 20 and np.mean(after) > 0.6
+    taken = [e["frame"] for e in record["events"] if e["event"] == "reinitialize"]
+    clear = scene.key_frames()["after the crossing"] + 1 - 5  # 1-based: the discs no longer touch
+    end = scene.pillar[0] + scene.pillar[2]
+    whole = next(t for t in range(len(scene)) if scene.ground_truth[t].x >= end) + 1  # 1-based
+    assert len(taken) == 2 and clear < taken[0] <= clear + 15 and whole <= taken[1] <= whole + 5, (taken, clear, whole)
+    ious = [Box.from_any(f["box"]).iou(scene.ground_truth[i]) if f["box"] is not None else 0.0
+            for i, f in enumerate(record["frames"])]
+    assert np.mean(ious[taken[0]:taken[0] + 15]) > 0.8  # on the target between the two clocks and the pillar
+    assert np.mean(ious[taken[1]:]) > 0.8
 
 
-@pytest.mark.xfail(strict=True, reason="measured with colour evidence, early rounds while the colour is lost and inner "
-                                       "scale drift: base 0.484, ChatTracker 0.642 (+0.158); the goal is +0.2, then drop this mark")
 def test_demo_language_rescues_the_base_tracker(demo_run):
+    """The issue's bar: mean IoU over the visible frames at least 0.2 above the base's (measured: base
+    0.223, ChatTracker 0.505)."""
     scores = json.loads(demo_run[2].joinpath("track.json").read_text())["scores"]
     assert scores["chattracker"]["mean_iou"] >= scores["base"]["mean_iou"] + 0.2
 
@@ -98,7 +102,7 @@ def _narrow_pillar_ious(enhance: bool) -> tuple[int, tuple[float, ...]]:
     from chattracker.config import TrackerConfig
     from chattracker.tracking import run_tracker
 
-    scene = DemoScene(pillar=(110, 60))
+    scene = DemoScene(pillar=(110, 60), lookalike=PASSING_BLUE)
     tracker = TrackerConfig(tracker="nanotrack_v2", enhance=enhance, source="demo").build()
     records = run_tracker(tracker, scene, scene.ground_truth[0], None, total=len(scene), progress=False)
     out = max(i for i, absent in enumerate(scene.absent) if absent) + 1

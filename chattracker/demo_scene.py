@@ -16,9 +16,9 @@ What happens (frame numbers 1-based, at the default 150 frames):
 
 The look-alike was placed by what the base tracker does (ChatTracker had run on one other
 position before, x 150 with the pillar at x 300; two of its rules were then changed for failures
-seen on this scene, see the README): the first layouts (a blue clock crossing the target head-on, or diagonally in front of it, or
-overtaking it) did not make NanoTrack v2 follow the look-alike while the target was in view (the
-diagonal one only with the pillar's help). Of the hanging positions measured (x 120-180, radius
+seen on this scene, see the README): the first layouts (a blue clock crossing the target head-on,
+or diagonally in front of it, or overtaking it) did not make NanoTrack v2 follow the look-alike
+while the target was in view (the diagonal one only with the pillar's help). Of the hanging positions measured (x 120-180, radius
 24-34, pillar at x 260-300, background seeds 1, 2, 3 and 7), radius 34 at x 140 with the pillar at
 x 280 is the one where the base follows the blue clock for all 25 frames that the target shows
 between the two clocks and the pillar, for both seeds measured there (7, the scene's seed before,
@@ -128,15 +128,20 @@ class DemoScene:
         for t in range(self.num_frames):
             yield self.frame(t)
 
-    def key_frames(self) -> dict[str, int]:
-        """What happens -> frame index: the moments the picture strip shows."""
+    def crossing_frames(self) -> tuple[int, int]:
+        """Frame indices where the target meets the look-alike (closest centres) and the first one after
+        it where their discs no longer touch (the target in view again)."""
         crossing = self.distractors[0]
         gaps = [np.hypot(*np.subtract(self.ground_truth[t].center, crossing.box_at(t, self.num_frames).center))
                 for t in range(self.num_frames)]
         meet = int(np.argmin(gaps))
-        # The first frame after the meeting where the two discs no longer touch (the target in view again).
         clear = next((t for t in range(meet, self.num_frames)
                       if gaps[t] > self.target.radius + crossing.radius), meet)
+        return meet, clear
+
+    def key_frames(self) -> dict[str, int]:
+        """What happens -> frame index: the moments the picture strip shows."""
+        meet, clear = self.crossing_frames()
         px1, px2 = self.pillar[0], self.pillar[0] + self.pillar[2]
         hidden = ([t for t, absent in enumerate(self.absent) if absent
                    and px1 <= self.ground_truth[t].x and self.ground_truth[t].x + self.ground_truth[t].w <= px2]

@@ -77,7 +77,7 @@ def test_demo_takes_the_target_back_as_it_comes_out_from_behind_the_pillar(demo_
     scene = DemoScene()
     record = json.loads(demo_run[2].joinpath("track.json").read_text())
     taken = [e["frame"] for e in record["events"] if e["event"] == "reinitialize"]
-    clear = scene.key_frames()["after the crossing"] + 1 - 5  # 1-based: the discs no longer touch
+    clear = scene.crossing_frames()[1] + 1  # 1-based: the discs no longer touch
     end = scene.pillar[0] + scene.pillar[2]
     whole = next(t for t in range(len(scene)) if scene.ground_truth[t].x >= end) + 1  # 1-based
     assert len(taken) == 2 and clear < taken[0] <= clear + 15 and whole <= taken[1] <= whole + 5, (taken, clear, whole)

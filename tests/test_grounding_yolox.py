@@ -89,10 +89,10 @@ def test_position_words_reorder(grounder: YoloxGrounder, crossing) -> None:
 
 
 def test_a_search_region_does_not_judge_position_words(grounder: YoloxGrounder) -> None:
-    """The first demo scene (the passing blue clock), frame 81: the green target and the blue look-alike just below it, in a crop around
-    both. "At the bottom" placed the target among the three clocks of the whole first frame; in the
-    crop it would pick the lower neighbour, so there the colour decides and the position word is
-    left unjudged. Over the whole frame the position word still counts."""
+    """The first demo scene (the passing blue clock), frame 81: the green target and the blue
+    look-alike just below it, in a crop around both. "At the bottom" placed the target among the three
+    clocks of the whole first frame; in the crop it would pick the lower neighbour, so there the colour
+    decides and the position word is left unjudged. Over the whole frame the position word still counts."""
     from chattracker.demo_scene import PASSING_BLUE, DemoScene
 
     scene = DemoScene(num_frames=150, lookalike=PASSING_BLUE)

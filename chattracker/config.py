@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import os
 import types
 import typing
@@ -25,6 +26,49 @@ from chattracker.errors import ConfigError
 from chattracker.types import Tracker
 
 TRACKER_CONFIG_KEYS = {"tracker", "params", "enhance", "chattracker", "language_start"}
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a numeric setting may take, declared once on the field:
+    ``x: Annotated[float, Range(0.0, 1.0)] = 0.5``. ``None`` leaves a side open-ended; ``low_open`` /
+    ``high_open`` exclude the bound itself. Every float is also checked to be finite."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        if self.high is not None and (value >= self.high if self.high_open else value > self.high):
+            return False
+        return True
+
+    def text(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
+
+@dataclass(frozen=True)
+class Why:
+    """Why a setting exists and what was measured when its default was set (the configuration reference
+    page is generated from these): ``x: Annotated[float, Range(0, 1), Why("...")] = 0.5``."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One declared setting, as the configuration reference shows it."""
+
+    name: str
+    type_text: str
+    range_text: str
+    default: Any
+    why: str
 
 
 def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -67,19 +111,62 @@ def check_settings(section: str, data: Mapping[str, Any] | None, target: type | 
     check_keys(section, dict(data), set(declared))
     checked = {}
     for key, value in data.items():
-        ok, converted = _conform(value, declared[key])
+        expected, marks = _split_annotated(declared[key])
+        ok, converted = _conform(value, expected)
         if not ok:
-            raise ConfigError(f"{section}.{key} must be {_type_text(declared[key])}, got {value!r}")
+            raise ConfigError(f"{section}.{key} must be {_type_text(expected)}, got {value!r}")
+        if isinstance(converted, float) and not math.isfinite(converted):
+            raise ConfigError(f"{section}.{key} must be a finite number, got {value!r}")
+        bounds = next((m for m in marks if isinstance(m, Range)), None)
+        if (bounds is not None and isinstance(converted, (int, float)) and not isinstance(converted, bool)
+                and not bounds.contains(converted)):
+            raise ConfigError(f"{section}.{key} must be in {bounds.text()}, got {value!r}")
         checked[key] = converted
     return checked
 
 
+def describe_settings(target: type | Callable[..., Any]) -> list[SettingInfo]:
+    """Every declared setting of a dataclass or callable: name, type, range, default and why (for the
+    generated configuration reference)."""
+    declared = _declared_types(target)
+    defaults = _defaults(target)
+    infos = []
+    for name, annotation in declared.items():
+        expected, marks = _split_annotated(annotation)
+        bounds = next((m for m in marks if isinstance(m, Range)), None)
+        why = next((m.text for m in marks if isinstance(m, Why)), "")
+        infos.append(SettingInfo(name, _type_text(expected), bounds.text() if bounds else "",
+                                 defaults.get(name, dataclasses.MISSING), why))
+    return infos
+
+
+def _split_annotated(annotation: Any) -> tuple[Any, tuple[Any, ...]]:
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *marks = typing.get_args(annotation)
+        return base, tuple(marks)
+    return annotation, ()
+
+
+def _defaults(target: type | Callable[..., Any]) -> dict[str, Any]:
+    if dataclasses.is_dataclass(target):
+        values = {}
+        for f in dataclasses.fields(target):
+            if f.default is not dataclasses.MISSING:
+                values[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                values[f.name] = f.default_factory()
+        return values
+    function = target.__init__ if isinstance(target, type) else target
+    return {p.name: p.default for p in inspect.signature(function).parameters.values()
+            if p.default is not inspect.Parameter.empty}
+
+
 def _declared_types(target: type | Callable[..., Any]) -> dict[str, Any]:
     if dataclasses.is_dataclass(target):
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
         return {f.name: hints.get(f.name, Any) for f in dataclasses.fields(target) if f.init}
     function = target.__init__ if isinstance(target, type) else target
-    hints = typing.get_type_hints(function)
+    hints = typing.get_type_hints(function, include_extras=True)
     parameters = [p for p in inspect.signature(function).parameters.values()
                   if p.name != "self" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
     return {p.name: hints.get(p.name, Any) for p in parameters}
@@ -87,6 +174,7 @@ def _declared_types(target: type | Callable[..., Any]) -> dict[str, Any]:
 
 def _conform(value: Any, expected: Any) -> tuple[bool, Any]:
     """(fits, value as used): the few types settings have (numbers, text, paths, lists, mappings, unions)."""
+    expected, _ = _split_annotated(expected)
     origin = typing.get_origin(expected)
     if expected is Any:
         return True, value

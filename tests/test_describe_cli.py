@@ -126,12 +126,12 @@ def test_embedded_default_on_a_real_frame(shared_data, weights_env, tmp_path, ca
     code = describe(str(crossing.frames / "0001.jpg"), "--box", box, "--out", str(tmp_path / "o"), "--json")
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
-    # the README's example output of this command, figure for figure
+    # the describers page's example output of this command, figure for figure
     assert printed["foreground"] == "person in black on the right" and printed["background"] == "person in orange on the left. fire hydrant"
     assert printed["iterations"][0] == {"description": "person in black on the right", "top1_iou": 0.6893}
     assert ('{"foreground": "person in black on the right", "background": "person in orange on the left. fire hydrant",\n'
             '#  "iterations": [{"description": "person in black on the right", "top1_iou": 0.6893}, ...]}'
-            ) in (REPO_ROOT / "README.md").read_text()
+            ) in (REPO_ROOT / "docs" / "guide" / "describers.md").read_text()
     trace = json.loads((tmp_path / "o" / "rpo.json").read_text())["trace"]
     assert trace["describer"]["name"] == "attributes" and trace["grounder"]["name"] == "yolox"
 

@@ -1,37 +1,63 @@
-"""The README's benchmark figures are the committed results they quote, digit for digit.
+"""The benchmark figures of the README and of the documentation pages are the committed results they quote.
 
-Protects the README against stale figures: each figure here is a benchmark result, so the README gives the
-command and the committed output that produced it; this test reads both and fails when they disagree. (Figures
-that are facts about code are pinned by the tests of that code: the protocol reference values in
-``test_eval_benchmarks.py`` and ``test_eval_metrics.py``, the describe table in ``test_rpo_real.py``.)
+Protects the text against stale figures: each figure here is a benchmark result, so the page gives the command
+and the committed output that produced it; this test reads both and fails when they disagree. When a bench is
+rerun, update the figures in the page text (the one place they are written); these tests recompute every one
+from the new JSON. Which page carries which figures is ``PAGES`` below. (Figures that are facts about code are
+pinned by the tests of that code: the protocol reference values in ``test_eval_benchmarks.py`` and
+``test_eval_metrics.py``, the describe table in ``test_rpo_real.py``.)
 """
 
 from __future__ import annotations
 
 import json
 import re
+from functools import cache
 from statistics import mean
 
 import pytest
 
 from tests.conftest import REPO_ROOT
 
-README = (REPO_ROOT / "README.md").read_text()
 RESULTS = REPO_ROOT / "docs" / "results"
 MIB = 2**20
 
+# page -> what it quotes: README's results table, then one page per benchmark
+PAGES = {
+    "README": "README.md",
+    "fusion": "docs/benchmarks/fusion.md",  # bench/fusion.py tables, bounds, untuned bases, base loss
+    "offload": "docs/benchmarks/offload.md",  # bench/offload.py, single sequence and batch groups
+    "language": "docs/benchmarks/language-start.md",  # bench/language_start.py and the --init language runs
+    "demo": "docs/benchmarks/demo.md",  # the demo's seeds table
+    "evaluation": "docs/guide/evaluation.md",  # the airplane-1 report example
+}
 
-def readme_row(label: str) -> list[str]:
-    """The cells after ``label`` of the README table row that starts with it."""
-    rows = [line for line in README.splitlines() if line.startswith(f"| {label} |")]
-    assert len(rows) == 1, f"README has {len(rows)} rows labelled {label!r}"
+
+@cache
+def page(key: str) -> str:
+    return (REPO_ROOT / PAGES[key]).read_text()
+
+
+def folded(key: str) -> str:
+    """The page with its line breaks folded, so a figure may wrap."""
+    return " ".join(page(key).split())
+
+
+def table_row(key: str, label: str) -> list[str]:
+    """The cells after ``label`` of the page's table row that starts with it."""
+    rows = [line for line in page(key).splitlines() if line.startswith(f"| {label} |")]
+    assert len(rows) == 1, f"{PAGES[key]} has {len(rows)} rows labelled {label!r}"
     return [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
+
+
+def offload_row(label: str) -> list[str]:
+    return table_row("offload", label)
 
 
 @pytest.fixture(scope="module")
 def offload():
-    assert "[docs/results/offload_bench.json](docs/results/offload_bench.json)" in README
-    assert "uv run python bench/offload.py --out" in README  # the command that writes it
+    assert "[docs/results/offload_bench.json](../results/offload_bench.json)" in page("offload")
+    assert "uv run python bench/offload.py --out" in folded("offload")  # the command that writes it
     summary = json.loads((RESULTS / "offload_bench.json").read_text())["summary"]
     return [summary["as_built"]["0.25"], summary["zipf"]["0.25"]]
 
@@ -40,13 +66,13 @@ def test_offload_speed_table_is_the_committed_run(offload):
     def cells(values, digits, unit=""):
         return " / ".join(f"{v:.{digits}f}" for v in values) + unit
 
-    assert readme_row("decode tok/s: fate / lod / eap / accelerate / resident") == [
+    assert offload_row("decode tok/s: fate / lod / eap / accelerate / resident") == [
         cells([r["fate"]["decode_tok_s"], r["lod"]["decode_tok_s"], r["eap"]["decode_tok_s"]], 1) + " / "
         + f"{r['accelerate']['decode_tok_s']:.2f} / {1 / r['bound']['resident_decode_s_per_token']:.1f}"
         for r in offload]
-    assert readme_row("paired decode tok/s: fate / lod / lod-overlap") == [
+    assert offload_row("paired decode tok/s: fate / lod / lod-overlap") == [
         cells([r["paired"]["decode_tok_s"][m] for m in ("fate", "lod", "lod-overlap")], 1) for r in offload]
-    assert readme_row("IO wait per decode token, paired: fate / lod / lod-overlap") == [
+    assert offload_row("IO wait per decode token, paired: fate / lod / lod-overlap") == [
         cells([1000 * mean(r["paired"]["decode_io_wait_s_per_token_by_round"][m]) for m in ("fate", "lod", "lod-overlap")],
               1, " ms") for r in offload]
     ratios = {
@@ -58,36 +84,37 @@ def test_offload_speed_table_is_the_committed_run(offload):
     }
     for label, (key, unit) in ratios.items():
         digits = 1 if "accelerate" in label else 2
-        assert readme_row(label) == [f"{r['ratios'][key]:.{digits}f}{unit}" for r in offload], label
-    assert readme_row("fate-int2 prefill tok/s vs fate (bytes read)") == [
+        assert offload_row(label) == [f"{r['ratios'][key]:.{digits}f}{unit}" for r in offload], label
+    assert offload_row("fate-int2 prefill tok/s vs fate (bytes read)") == [
         f"{r['ratios']['fate_int2_tail_prefill_speedup_vs_fate']:.2f}x "
         f"({r['ratios']['fate_int2_tail_prefill_bytes_vs_fate']:.2f}x)" for r in offload]
 
 
 def test_offload_memory_rows_are_the_committed_run(offload):
     limit = offload[0]["targets"]["rss_limit_bytes"] / MIB
-    assert readme_row(f"peak memory above start, less library code (limit {limit:.1f} MiB)") == [
+    assert offload_row(f"peak memory above start, less library code (limit {limit:.1f} MiB)") == [
         f"{r['targets']['peak_rss_less_library_above_start_bytes'] / MIB:.1f} MiB" for r in offload]
     library = offload[0]["targets"]["library_code_paged_in_bytes"] / MIB
-    assert readme_row(f"the same including library code ({library:.0f} MiB)") == [
+    assert offload_row(f"the same including library code ({library:.0f} MiB)") == [
         f"{r['targets']['peak_total_rss_above_start_bytes'] / MIB:.1f} MiB" for r in offload]
 
 
 def test_evaluation_example_is_the_committed_report():
     report = (RESULTS / "lasot_airplane-1_clip600_report.md").read_text()
+    assert "(../results/lasot_airplane-1_clip600_report.md)" in page("evaluation")
     auc = {row[0]: row[3] for row in (
         [c.strip() for c in line.strip("|").split("|")] for line in report.splitlines()
         if line.startswith("| ") and not line.startswith("| tracker"))}
     sentence = re.search(r"\(ChatTracker\(NanoTrack v2\) ([\d.]+) AUC, NanoTrack v2 ([\d.]+), v1 ([\d.]+), "
-                         r"CSRT ([\d.]+), KCF ([\d.]+); official protocol, 1 sequence\)", " ".join(README.split()))
-    assert sentence, "the README's evaluation example sentence changed form"
+                         r"CSRT ([\d.]+), KCF ([\d.]+); official protocol, 1 sequence\)", folded("evaluation"))
+    assert sentence, "the evaluation page's example sentence changed form"
     assert list(sentence.groups()) == [auc[name] for name in
                                        ("chattracker_nanotrack_v2", "nanotrack_v2", "nanotrack_v1", "csrt", "kcf")]
 
 
 def test_offload_prose_figures_are_the_committed_run(offload):
     run = json.loads((RESULTS / "offload_bench.json").read_text())
-    text = " ".join(README.split())
+    text = folded("offload")
     assert (f"INT4 store {run['model']['expert_store_bytes'] / MIB:.0f} MiB, "
             f"O_DIRECT reads {run['storage_read_bytes_per_s'] / 1e6:.0f} MB/s") in text
     built, zipf = offload
@@ -97,27 +124,27 @@ def test_offload_prose_figures_are_the_committed_run(offload):
 
 
 def test_fusion_table_is_the_committed_run():
-    """The wrapper's development-set table (README, *Judging the fusion module*) is the committed JSON."""
-    assert "uv run python bench/fusion.py --json docs/results/fusion_bench_nanotrack_v2.json" in README
+    """The wrapper's development-set table (the fusion benchmark page) is the committed JSON."""
+    assert "uv run python bench/fusion.py --json docs/results/fusion_bench_nanotrack_v2.json" in page("fusion")
     report = json.loads((RESULTS / "fusion_bench_nanotrack_v2.json").read_text())
     for name, row in report["sequences"].items():
-        rows = [line for line in README.splitlines()  # the NanoTrack table has 11 columns, CSRT's 8
+        rows = [line for line in page("fusion").splitlines()  # the NanoTrack table has 11 columns, CSRT's 8
                 if (line.startswith(f"| {name} | tune |") or line.startswith(f"| {name} | held out |"))
                 and line.count("|") == 12]
         assert len(rows) == 1, name
         cells = [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
         assert [float(cells[2]), float(cells[3]), float(cells[5])] == [
             round(row["base"]["auc"], 2), round(row["chattracker"]["auc"], 2), round(row["oracle"]["auc"], 2)], name
-    mean_cells = readme_row("**mean**")
+    mean_cells = table_row("fusion", "**mean**")
     assert float(mean_cells[2]) == round(report["mean"]["base"]["auc"], 2)
     assert float(mean_cells[3].strip("*")) == round(report["mean"]["chattracker"]["auc"], 2)
 
 
 def test_fusion_csrt_table_is_the_committed_run():
-    assert "uv run python bench/fusion.py --base csrt --json\ndocs/results/fusion_bench_csrt.json" in README
+    assert "uv run python bench/fusion.py --base csrt --json\ndocs/results/fusion_bench_csrt.json" in page("fusion")
     report = json.loads((RESULTS / "fusion_bench_csrt.json").read_text())
     for name, row in report["sequences"].items():
-        rows = [line for line in README.splitlines()
+        rows = [line for line in page("fusion").splitlines()
                 if line.startswith(f"| {name} | ") and line.count("|") == 9]
         assert len(rows) == 1, name
         cells = [cell.strip() for cell in rows[0].strip("|").split("|")[1:]]
@@ -126,9 +153,9 @@ def test_fusion_csrt_table_is_the_committed_run():
 
 
 def test_correction_bound_figures_are_the_committed_runs():
-    """The bound of correcting the base on the truth every 10 frames (README, beside the oracle)."""
-    assert "uv run python bench/correction_bound.py --json\ndocs/results/correction_bound_nanotrack_v2.json" in README
-    flat = " ".join(README.split())
+    """The bound of correcting the base on the truth every 10 frames (fusion page, beside the oracle)."""
+    assert "uv run python bench/correction_bound.py --json\ndocs/results/correction_bound_nanotrack_v2.json" in page("fusion")
+    flat = folded("fusion")
     for name in ("nanotrack_v2", "csrt"):
         report = json.loads((RESULTS / f"correction_bound_{name}.json").read_text())
         assert report["every"] == 10 and len(report["sequences"]) == 15
@@ -139,8 +166,8 @@ def test_correction_bound_figures_are_the_committed_runs():
 
 
 def test_untuned_bases_figures_are_the_committed_runs():
-    """The wrapper around bases never used for tuning (README, after the CSRT table)."""
-    flat = " ".join(README.split())
+    """The wrapper around bases never used for tuning (fusion page, after the CSRT table)."""
+    flat = folded("fusion")
     assert "uv run python bench/fusion.py --base kcf --no-oracle --json docs/results/fusion_bench_kcf_no_oracle.json" in flat
     for name in ("kcf", "nanotrack_v1"):
         mean = json.loads((RESULTS / f"fusion_bench_{name}_no_oracle.json").read_text())["mean"]
@@ -150,7 +177,7 @@ def test_untuned_bases_figures_are_the_committed_runs():
 
 # ---- the Klotski batch-group table (bench/offload.py --batches) ------------------------------------------------------
 def batch_table(report: dict) -> dict[str, list[str]]:
-    """README row label -> cells (as_built, correlated), from ``docs/results/offload_batches.json``."""
+    """Offload page row label -> cells (as_built, correlated), from ``docs/results/offload_batches.json``."""
     batches = [str(n) for n in report["batches"]]
     names = "/".join(batches)
     regimes = [report["regimes"][r] for r in ("as_built", "correlated")]
@@ -199,21 +226,15 @@ def batch_table(report: dict) -> dict[str, list[str]]:
 
 
 def test_batch_group_table_is_the_committed_run():
-    assert "[docs/results/offload_batches.json](docs/results/offload_batches.json)" in README
-    assert "uv run python bench/offload.py --batches 1,2,4,8,16,32,64 --out" in README  # the command that wrote it
+    assert "[docs/results/offload_batches.json](../results/offload_batches.json)" in page("offload")
+    assert "uv run python bench/offload.py --batches 1,2,4,8,16,32,64 --out" in page("offload")  # the command
     report = json.loads((RESULTS / "offload_batches.json").read_text())
     for label, cells in batch_table(report).items():
-        assert readme_row(label) == cells, label
-
-
-def _section(title: str) -> str:
-    start = README.index(f"## {title}")
-    end = README.find("\n## ", start + 1)
-    return README[start:end if end > 0 else None]
+        assert offload_row(label) == cells, label
 
 
 def test_language_start_tables_are_the_committed_runs():
-    section = _section("Starting from a sentence")
+    section = page("language")
     tables: dict[int, dict[str, list[str]]] = {}  # by column count: the start table has 4, the eval table 3
     for line in section.splitlines():
         if line.startswith("| ") and not line.startswith("| ---"):
@@ -232,8 +253,8 @@ def test_language_start_tables_are_the_committed_runs():
 
 
 def test_base_loss_figures_are_the_committed_runs():
-    """Where the base loses the target and whether its score says so (README, beside the bound)."""
-    flat = " ".join(README.split())
+    """Where the base loses the target and whether its score says so (fusion page, beside the bound)."""
+    flat = folded("fusion")
     assert "uv run python bench/base_loss.py --json docs/results/base_loss_nanotrack_v2.json" in flat
     nanotrack = json.loads((RESULTS / "base_loss_nanotrack_v2.json").read_text())
     csrt = json.loads((RESULTS / "base_loss_csrt.json").read_text())
@@ -243,3 +264,53 @@ def test_base_loss_figures_are_the_committed_runs():
     assert total["low_score"] == 0 and f"under 0.5 on none of the {total['visible_frames']}" in flat
     assert f"flags {csrt['total']['lost_with_low_score']} of its {csrt['total']['lost']} lost frames" in flat
     assert f"MotorRolling ({rows['OTB_MotorRolling']['lost']}," in flat and f"Skiing ({rows['OTB_Skiing']['lost']}," in flat
+
+
+# ---- the README's results table: every cell recomputed from the JSON it comes from ---------------------------------
+def _fusion_cells(name: str) -> list[str]:
+    """base, ChatTracker, change, losses of a development-set row, from ``fusion_bench_<name>.json``."""
+    report = json.loads((RESULTS / f"fusion_bench_{name}.json").read_text())
+    m = report["mean"]
+    return [f"{m['base']['auc']:.2f}", f"{m['chattracker']['auc']:.2f}", f"{m['delta_auc']:+.2f}",
+            f"worst {m['worst_delta']:+.2f}; {m['sequences_up_2']} of {len(report['sequences'])} up by 2 or more"]
+
+
+def test_readme_results_table_is_the_committed_runs():
+    rows = {
+        "development set AUC, NanoTrack v2": _fusion_cells("nanotrack_v2"),
+        "development set AUC, CSRT": _fusion_cells("csrt"),
+        "development set AUC, KCF (never tuned on)": _fusion_cells("kcf_no_oracle"),
+        "development set AUC, NanoTrack v1 (never tuned on)": _fusion_cells("nanotrack_v1_no_oracle"),
+    }
+    for label, cells in rows.items():
+        assert table_row("README", label)[:4] == cells, label
+    v2 = json.loads((RESULTS / "fusion_bench_nanotrack_v2.json").read_text())
+    clip = v2["sequences"]["airplane-1"]
+    assert table_row("README", "LaSOT airplane-1[:600] AUC, NanoTrack v2")[:3] == [
+        f"{clip['base']['auc']:.2f}", f"{clip['chattracker']['auc']:.2f}",
+        f"{clip['chattracker']['auc'] - clip['base']['auc']:+.2f}"]
+    m = v2["mean"]
+    speed = table_row("README", "speed, NanoTrack v2 (fps)")
+    assert speed[:3] == [f"{m['base']['fps']:.1f}", f"{m['chattracker']['fps']:.1f}", f"{m['fps_ratio']:.2f}x"]
+    assert speed[3] == f"the wrapper costs {100 * (1 - m['fps_ratio']):.0f}% of the frame rate"
+
+    single = json.loads((RESULTS / "offload_bench.json").read_text())["summary"]["as_built"]["0.25"]
+    assert table_row("README", "MoE decode tok/s at a 25% expert budget: load-on-demand vs Fate")[:3] == [
+        f"{single['lod']['decode_tok_s']:.2f}", f"{single['fate']['decode_tok_s']:.2f}",
+        f"{single['ratios']['fate_decode_speedup_vs_lod']:.2f}x"]
+    batches = json.loads((RESULTS / "offload_batches.json").read_text())["regimes"]["as_built"]
+    n = batches["targets"]["planner_n"]
+    assert table_row("README", f"MoE generated tok/s: Fate one sequence at a time vs Klotski group of {n}")[:3] == [
+        f"{batches['fate_batched']['1']['tok_s']:.1f}", f"{batches['targets']['klotski_tok_s_at_planner_n']:.1f}",
+        f"{batches['targets']['speedup_vs_fate_n1']:.2f}x"]
+
+
+def test_readme_demo_row_agrees_with_the_demo_page():
+    """The demo's seed range in the README is the seeds table of the demo page (its scores are pinned by
+    ``test_demo_and_video.py``, which runs the demo)."""
+    gains = [float(table_row("demo", str(seed))[-1]) for seed in range(1, 13) if seed != 7]
+    gains.append(float(table_row("demo", "**7 (the demo)**")[-1]))
+    base, chat, change, losses = table_row("README", "demo scene, mean IoU")[:4]
+    demo = table_row("demo", "**7 (the demo)**")
+    assert [base, chat, change] == [demo[0], demo[2], demo[3]]
+    assert losses == f"none; {min(gains):+.3f} to {max(gains):+.3f} over 12 background seeds"

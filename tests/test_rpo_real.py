@@ -58,17 +58,17 @@ def test_final_description_grounds_the_target_and_is_never_worse(shared_data, co
             assert result.top1_iou >= GROUNDED, f"{name}: YOLOX sees the target ({seen:.2f}) but the description misses it"
         json.dumps(result.trace)
     assert [name for name, seen, _, _ in rows if seen >= GROUNDED] == ["Crossing", "Woman", "bag"]
-    # the README's table of this run (its "describe" section) is this run's output, figure for figure
+    # the describers page's table of this run is this run's output, figure for figure
     measured = [[name, f"{seen:.2f}", first["description"], f"{first['top1_iou']:.2f}", result.description.foreground,
                  f"{result.top1_iou:.2f}"] for name, seen, first, result in rows]
     assert readme_describe_table() == measured
 
 
 def readme_describe_table() -> list[list[str]]:
-    """Rows of the README table under "| sequence | YOLOX best IoU | first description | ..."."""
-    text = (REPO_ROOT / "README.md").read_text()
+    """Rows of the table under "| sequence | YOLOX best IoU | first description | ..." (docs/guide/describers.md)."""
+    text = (REPO_ROOT / "docs" / "guide" / "describers.md").read_text()
     header = "| sequence | YOLOX best IoU | first description | IoU | final description | IoU |"
-    assert header in text, "the README's describe table is gone"
+    assert header in text, "the describers page's describe table is gone"
     rows = []
     for line in text.split(header, 1)[1].splitlines()[2:]:
         if not line.startswith("|"):

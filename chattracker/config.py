@@ -260,4 +260,5 @@ class TrackerConfig:
 
 
 def load_tracker_config(path: str | os.PathLike[str]) -> TrackerConfig:
+    """Read and check a tracker YAML config; every fault is one ``ConfigError`` naming the file and key."""
     return TrackerConfig.from_dict(load_yaml(path), source=str(path))

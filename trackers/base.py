@@ -26,6 +26,7 @@ def register_tracker(name: str) -> Callable[[TrackerFactory], TrackerFactory]:
 
 
 def available_trackers() -> list[str]:
+    """The registered tracker names, built-in adapters included."""
     _load_builtin_adapters()
     return sorted(_REGISTRY)
 

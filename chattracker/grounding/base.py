@@ -18,6 +18,9 @@ from chattracker.types import Frame, Proposals
 
 @runtime_checkable
 class Grounder(Protocol):
+    """Finds what each phrase names on a frame: boxes, scores, the phrase of each box and, where the model
+    gives them, per-word scores (RPO reads those to pick its feedback words)."""
+
     name: str
 
     def ground(self, image: Frame, phrases: Sequence[str]) -> Proposals: ...

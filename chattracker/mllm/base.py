@@ -35,6 +35,9 @@ class Feedback:
 
 @runtime_checkable
 class Describer(Protocol):
+    """Writes the target's description from a frame with its box; ``feedback`` carries RPO's positive and
+    negative words from earlier rounds. Model output is untrusted: a describer never crashes on it."""
+
     name: str
 
     def describe(self, image: Frame, box: Box, feedback: Feedback | None = None) -> Description: ...

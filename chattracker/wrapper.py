@@ -1,10 +1,13 @@
 """``ChatTracker``: wrap any tracker with semantic tracking and foreground verification.
 
 The wrapper is itself a tracker (same protocol), so the CLI and the eval runner treat a plain and an
-enhanced tracker the same way. Per frame: the base tracker predicts; on a sparse schedule the
-grounder finds the foreground and background descriptions; verification keeps the base box, or
-replaces it (and re-initialises the base tracker) when the evidence that the base lost the target
-is strong. Descriptions come from RPO on the first frame (cached on disk).
+enhanced tracker the same way. Per frame the base tracker predicts; on a sparse schedule a grounding
+round reads top to bottom: candidates (the base box, the grounder's proposals for the descriptions,
+template re-detections) -> tracklets (an identity per object across rounds) -> scores (measurements,
+then a learned log-odds that each is the target) -> path (which tracklet is the target, by an online
+dynamic programme with a switching cost) -> actions (re-initialise the base on the chosen tracklet,
+remember new looks, refresh the template, re-describe). Descriptions come from RPO on the first frame
+(cached on disk).
 """
 
 from __future__ import annotations
@@ -14,20 +17,24 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
+from chattracker.config import Range, Why
 from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.candidates import Candidate, embed_candidates, gather_candidates, intersection_area
 from chattracker.fusion.colour import ColourEvidence
-from chattracker.fusion.decision import SELECTIONS, SIZE_SIGN, Decision, VerificationConfig, Verifier
+from chattracker.fusion.decision import SELECTIONS, Decision, Selector, is_confirmed
 from chattracker.fusion.embedding import EMBEDDERS, build_embedder
+from chattracker.fusion.features import RoundContext, candidate_features
 from chattracker.fusion.identities import IdentityTracker
 from chattracker.fusion.motion import BoxKalman
+from chattracker.fusion.path import TrackletPath
 from chattracker.fusion.schedule import GroundingSchedule
 from chattracker.fusion.scoring import score_candidates
+from chattracker.fusion.target_model import TargetModel, load_model
 from chattracker.fusion.semantic import GroundedFrame, ground, merge_grounded, search_region
 from chattracker.types import Box, Description, Frame, Tracker, TrackResult
 
@@ -39,109 +46,121 @@ BACKGROUND_COLOR = (230, 60, 60)
 CHOSEN_COLOR = (40, 220, 80)
 
 
+Unit = Annotated[float, Range(0.0, 1.0)]
+Positive = Annotated[float, Range(0.0, None, low_open=True)]
+Count = Annotated[int, Range(1, None)]
+Frames = Annotated[int, Range(0, None)]
+
+
 @dataclass
 class FusionConfig:
     """Every fusion setting (the ``chattracker:`` section of a YAML config); ablations included."""
 
-    describer: str = "attributes"
+    describer: Annotated[str, Why("registered describer: attributes | hf | openai")] = "attributes"
     describer_params: dict[str, Any] = field(default_factory=dict)
-    grounder: str = "yolox"
+    grounder: Annotated[str, Why("registered grounder: yolox | hf")] = "yolox"
     grounder_params: dict[str, Any] = field(default_factory=dict)
-    rpo: dict[str, Any] = field(default_factory=dict)  # RPOConfig fields
-    rpo_cache: bool = True
-    cache_dir: str | None = None  # default: rpo/ in $CHATTRACKER_CACHE or the user cache dir
-    foreground: str | None = None  # given: skip RPO and use these descriptions
+    rpo: Annotated[dict[str, Any], Why("RPOConfig fields (iterations, positive_iou, ...)")] = field(default_factory=dict)
+    rpo_cache: Annotated[bool, Why("RPO results cached on disk: the first frame is described once per sequence")] = True
+    cache_dir: Annotated[str | None, Why("default: rpo/ in $CHATTRACKER_CACHE or the user cache dir")] = None
+    foreground: Annotated[str | None, Why("given: skip RPO and use this description")] = None
     background: str | None = None
-    ground_every: int = 10  # periodic grounding interval in frames (0: only on triggers)
-    ground_cooldown: int = 3  # smallest gap between rounds pulled forward by a trigger
-    region: str = "search"  # ground on an enlarged search region or the whole frame
-    search_scale: float = 2.0
-    frame_every: int = 0  # every K-th round also grounds the whole frame (0: never); always while lost
-    min_region: float = 128.0
-    proposal_min_score: float = 0.2
-    max_proposals: int = 6  # foreground proposals a round weighs besides the base box (best-scored)
-    embed_min_score: float = 0.4  # proposals found with at least this score get an appearance embedding
-    embed_limit: int = 4  # ... at most this many per round (the base box always has one)
-    redetect: bool = True  # class-agnostic candidates from a Siamese template (NanoTrack's networks)
-    redetect_min_score: float = 0.5  # match score a re-detection needs
-    redetect_windows: int = 6  # search windows over the frame while the target seems lost
-    use_background: bool = True
-    appearance: str = "auto"  # appearance embedding: auto | nanotrack | mobilenetv2 | osnet | osnet_fp32 | hsv_hog;
-    # auto = osnet for a person target, else nanotrack (bench/appearance.py, development set: same-class
-    # ROC AUC pooled osnet 0.93 (its int8 form, the one run, as the float32 one), nanotrack 0.86, mobilenetv2 0.83,
-    # hsv_hog 0.78)
+    # Semantic tracking: when and where to ground.
+    ground_every: Annotated[Frames, Why("periodic grounding every K frames (0: only on triggers); grounding is "
+                                        "the expensive step, 10 keeps throughput >= 0.6x NanoTrack v2's")] = 10
+    ground_cooldown: Annotated[Frames, Why("smallest gap between rounds pulled forward by a trigger")] = 3
+    low_score: Annotated[Unit, Why("a base score under this pulls the next round forward")] = 0.5
+    motion_gate: Annotated[Positive, Why("a base box this far (Kalman distance) from the motion prior pulls the "
+                                         "next round forward")] = 1.0
+    region: Annotated[str, Why("search (enlarged region around the box) | frame (whole frame)")] = "search"
+    search_scale: Annotated[float, Range(1.0, 20.0), Why("side of the search region over the box's")] = 2.0
+    frame_every: Annotated[Frames, Why("also ground the whole frame every K rounds (0: never; always while the "
+                                       "target is not found)")] = 0
+    min_region: Annotated[float, Range(1.0, None), Why("smallest search region side in pixels")] = 128.0
+    proposal_min_score: Annotated[Unit, Why("proposals weaker than this are dropped")] = 0.2
+    max_proposals: Annotated[Count, Why("foreground proposals a round weighs besides the base box")] = 6
+    embed_min_score: Annotated[Unit, Why("proposals weaker than this get no embedding (a learned embedding "
+                                         "costs milliseconds per crop)")] = 0.4
+    embed_limit: Annotated[Count, Why("at most this many proposals embedded per round")] = 4
+    redetect: Annotated[bool, Why("class-agnostic candidates from NanoTrack's Siamese head with the frame-1 "
+                                  "template")] = True
+    redetect_min_score: Annotated[Unit, Why("match score a re-detection needs")] = 0.5
+    redetect_windows: Annotated[Count, Why("windows over the frame while the target is not found")] = 6
+    use_background: Annotated[bool, Why("ground the background description (its overlap is a feature)")] = True
+    appearance: Annotated[str, Why("auto = osnet (int8) for people, else nanotrack (bench/appearance.py, same-"
+                                   "class ROC AUC pooled: osnet 0.93, nanotrack 0.86, mobilenetv2 0.83, "
+                                   "hsv_hog 0.78)")] = "auto"
     appearance_params: dict[str, Any] = field(default_factory=dict)
-    memory_size: int = 8
-    novelty: float = 0.8  # a confirmed look less similar than this to the memory (calibrated) is remembered
-    refresh_template: bool = True  # re-initialise the base tracker on a confirmed novel look
-    refresh_gap: int = 50  # frames between two template refreshes at least
-    refresh_scale: float = 2.0  # ... and only when the detector's box of the target changed area this much since the
-    # template (1.5 re-templated walkers on the development set and cost them about 1 AUC each; airplane-1 grows 5x)
-    refresh_aspect: float = 1.4  # ... while the confirming proposal's aspect ratio stayed within this
-    # factor of the template's (a scale change, not an occlusion or a deformation)
-    refresh_iou: float = 0.7  # ... and the base box, which the new template is cut from, agrees this well with
-    # the detector's box (a misaligned box makes a template with background in it, which drifts)
-    refresh_rounds: int = 2  # ... seen in this many confirmed rounds in a row (one is as likely a partial
-    # detection)
-    refresh_occluded: float = 0.3  # ... and never a shrink whose missing part lies this much under another found
-    # object (a walker half hidden by a car reads as a change of scale)
-    reinit_size: str = "memory"  # a recovery re-initialises with the remembered size, or the "proposal"'s
-    refresh_box: str = "base"  # re-initialise on the base box or on the confirming proposal
-    redescribe: bool = True  # run RPO again after a recovery, and when a new look-alike appears near the target
-    redescribe_gap: int = 150  # frames between two re-descriptions at least
-    max_foreground: int = 3  # descriptions kept (the first one always)
-    verification: VerificationConfig = field(default_factory=VerificationConfig)
+    memory_size: Annotated[Count, Why("confirmed looks remembered")] = 8
+    novelty: Annotated[Unit, Why("a confirmed look less similar than this (calibrated) is remembered")] = 0.8
+    colour_miss: Annotated[Unit, Why("a look with less than this share of the described colour is not "
+                                     "remembered (a same-class look-alike of another colour)")] = 0.2
+    # Decision: learned scores and the tracklet path.
+    selection: Annotated[str, Why("path (learned scores + tracklet path) | random | oracle | base (ablations)")] = "path"
+    model: Annotated[str | None, Why("fusion model file (default: the bundled one, trained by "
+                                     "bench/fusion_train.py on the 26 development sequences)")] = None
+    switch_cost: Annotated[float | None, Range(0.0, None), Why("log-odds a switch of tracklet costs (default: "
+                                                              "the model file's, chosen by cross-validation)")] = None
+    decay: Annotated[float | None, Range(0.0, 1.0, low_open=True), Why("weight of the last round's path value "
+                                                                      "(default: the model file's)")] = None
+    unseen: Annotated[float | None, Range(-20.0, 20.0), Why("log-odds of a tracklet not found in a round "
+                                                            "(default: the model file's)")] = None
+    switch_iou: Annotated[Unit, Why("a chosen box overlapping the base box this much is the base's own object: "
+                                    "the base box is kept, with its size")] = 0.5
+    confirm_iou: Annotated[Unit, Why("a detection confirms the base box at this IoU")] = 0.6
+    confirm_score: Annotated[Unit, Why("... when found with at least this score")] = 0.5
+    search_below: Annotated[Unit, Why("the chosen target's probability under this makes the next round search "
+                                      "the whole frame")] = 0.5
+    alternate_rounds: Annotated[Frames, Why("rounds a tracklet left by a switch is still searched around its last "
+                                            "box, so the switch can be undone")] = 5
+    absent_score: Annotated[Unit, Why("score reported while the base reports no box")] = 0.25
+    seed: int = 0
+    # Template refresh on a confirmed change of scale (airplane-1: the landing airplane grows 5x).
+    refresh_template: Annotated[bool, Why("re-initialise the base on a confirmed look at a new scale")] = True
+    refresh_gap: Annotated[Frames, Why("frames between two template refreshes at least")] = 50
+    refresh_scale: Annotated[float, Range(1.0, None), Why("area change since the template that counts as a new "
+                                                          "scale (1.5 re-templated walkers, about -1 AUC each)")] = 2.0
+    refresh_aspect: Annotated[float, Range(1.0, None), Why("... with the aspect ratio within this factor")] = 1.4
+    refresh_iou: Annotated[Unit, Why("... and the base box agreeing this well with the detector's")] = 0.7
+    refresh_rounds: Annotated[Count, Why("... in this many confirmed rounds in a row")] = 2
+    refresh_occluded: Annotated[Unit, Why("never a shrink whose missing part lies this much under another found "
+                                          "object (a walker half hidden by a car)")] = 0.3
+    reinit_size: Annotated[str, Why("a switch re-initialises with the remembered size (memory) or the "
+                                    "proposal's")] = "memory"
+    refresh_box: Annotated[str, Why("re-template on the base box or on the confirming proposal")] = "base"
+    redescribe: Annotated[bool, Why("run RPO again after a switch and when a new look-alike appears")] = True
+    redescribe_gap: Annotated[Frames, Why("frames between two re-descriptions at least")] = 150
+    max_foreground: Annotated[Count, Why("descriptions kept (the first one always)")] = 3
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any], section: str = "chattracker") -> "FusionConfig":
-        """Validate a flat settings mapping (fusion and verification keys side by side) with the shared
-        settings check: unknown keys and wrong types are one ``ConfigError`` naming the key."""
-        from chattracker.config import check_keys, check_settings
+        """Validate the settings mapping with the shared settings check: unknown keys, wrong types,
+        non-finite numbers and values out of range are one ``ConfigError`` naming the key."""
+        from chattracker.config import check_settings
 
-        own = {f.name for f in dataclasses.fields(cls)} - {"verification"}
-        verification = {f.name for f in dataclasses.fields(VerificationConfig)}
-        check_keys(section, dict(settings), own | verification)
-        values = check_settings(section, {k: v for k, v in settings.items() if k in own}, cls)
-        vvalues = check_settings(section, {k: v for k, v in settings.items() if k in verification}, VerificationConfig)
-        config = cls(**values, verification=VerificationConfig(**vvalues))
+        config = cls(**check_settings(section, settings, cls))
         config.check(section)
         return config
 
     def check(self, section: str = "chattracker") -> None:
-        if self.region not in REGIONS:
-            raise ConfigError(f"{section}: region must be one of {', '.join(REGIONS)}, got {self.region!r}")
-        if self.verification.selection not in SELECTIONS:
-            raise ConfigError(f"{section}: selection must be one of {', '.join(SELECTIONS)}, "
-                              f"got {self.verification.selection!r}")
-        for key in ("ground_every", "ground_cooldown", "refresh_gap", "redescribe_gap"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{section}: {key} must be >= 0, got {getattr(self, key)}")
+        choices = {"region": REGIONS, "selection": SELECTIONS, "reinit_size": ("memory", "proposal"),
+                   "refresh_box": ("base", "proposal")}
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ConfigError(f"{section}.{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         from chattracker.rpo import RPOConfig
 
         RPOConfig.from_dict(self.rpo)  # unknown or bad RPO settings fail here, not at the first frame
-        if self.reinit_size not in ("memory", "proposal"):
-            raise ConfigError(f"{section}: reinit_size must be memory or proposal, got {self.reinit_size!r}")
-        if self.refresh_box not in ("base", "proposal"):
-            raise ConfigError(f"{section}: refresh_box must be base or proposal, got {self.refresh_box!r}")
         if self.appearance != "auto" and self.appearance not in EMBEDDERS.names():
-            raise ConfigError(f"{section}: appearance must be auto or one of {', '.join(EMBEDDERS.names())}, "
+            raise ConfigError(f"{section}.appearance must be auto or one of {', '.join(EMBEDDERS.names())}, "
                               f"got {self.appearance!r}")
-        v = self.verification
-        if not 0.0 <= v.colour_miss <= v.colour_fit <= 1.0:
-            raise ConfigError(f"{section}: need 0 <= colour_miss <= colour_fit <= 1, got colour_miss "
-                              f"{v.colour_miss} and colour_fit {v.colour_fit}")
-        if self.memory_size < 1 or self.max_foreground < 1 or self.refresh_rounds < 1:
-            raise ConfigError(f"{section}: memory_size, max_foreground and refresh_rounds must be >= 1")
-        for key in ("refresh_iou", "refresh_occluded"):
-            if not 0.0 <= getattr(self, key) <= 1.0:
-                raise ConfigError(f"{section}: {key} must be in [0, 1], got {getattr(self, key)}")
 
 
 class ChatTracker:
     """A tracker that wraps ``base`` (any object of the tracker protocol)."""
 
     def __init__(self, base: Tracker, describer: Any = None, grounder: Any = None,
-                 config: FusionConfig | None = None, **settings: Any) -> None:
+                 config: FusionConfig | None = None, model: TargetModel | None = None, **settings: Any) -> None:
         if config is not None and settings:
             raise ConfigError("pass either a FusionConfig or settings, not both")
         self.base = base
@@ -152,34 +171,32 @@ class ChatTracker:
             raise ConfigError("ChatTracker needs a grounder (build_chattracker builds the configured one)")
         if describer is None and self.config.foreground is None:
             raise ConfigError("ChatTracker needs a describer, or a 'foreground' description in its settings")
-        self.name = f"chattracker:{getattr(base, 'name', type(base).__name__)}"
-        self.verifier = Verifier(self.config.verification)
-        self.schedule = GroundingSchedule(self.config.ground_every, self.config.ground_cooldown,
-                                          self.config.verification.low_score, self.config.verification.motion_gate)
+        base_name = getattr(base, "name", type(base).__name__)
+        self.name = f"chattracker:{base_name}"
+        c = self.config
+        # The ablation selections (base, random, oracle) weigh no scores: they run without a model file.
+        needed = c.selection == "path" or c.model is not None
+        self.model = model if model is not None or not needed else load_model(c.model)
+        self.scorer = self.model.scorer_for(base_name) if self.model is not None else None
+        settings = (self.model.switch_cost, self.model.decay, self.model.unseen) if self.model else (0.0, 1.0, 0.0)
+        path = TrackletPath(*(own if own is not None else learned
+                              for own, learned in zip((c.switch_cost, c.decay, c.unseen), settings)))
+        self.selector = Selector(c.selection, path, c.switch_iou, c.seed)
+        self.schedule = GroundingSchedule(c.ground_every, c.ground_cooldown, c.low_score, c.motion_gate)
         self._embedders: dict[str, Any] = {}
         self._redetector: Any = None
         self.redetector: Any = None
-        self._suspect = False
-        self._stray_rounds = 0
-        self._ever_confirmed = False
-        self._colour_lost_since: int | None = None
-        self._graded = True
+        self.embedder: Any = None
+        self.tracklets = IdentityTracker()
+        self.colours = ColourEvidence()
+        self.memory = AppearanceMemory(self.embedder, c.memory_size)
+        self.descriptions: list[Description] = []
         self._all_descriptions: list[Description] = []
         self._description_frames: list[tuple[int, str]] = []
-        self.embedder: Any = None
-        self.identities = IdentityTracker()
-        self.colours = ColourEvidence()
-        self.memory = AppearanceMemory(self.embedder, self.config.memory_size)
-        self.descriptions: list[Description] = []
         self.events: list[dict[str, Any]] = []
         self.ground_truth: np.ndarray | None = None
         self.frame_index = 0
         self._kalman: BoxKalman | None = None
-        self._last_refresh = 0
-        self._rescaled_rounds = 0
-        self._round_background: list[Box] = []
-        self._last_redescribe = 0
-        self._absent = False
         self.grounding_seconds = 0.0
         self.grounding_rounds = 0
 
@@ -188,6 +205,7 @@ class ChatTracker:
         box = Box.from_any(box)  # numpy rows (np.loadtxt(...)[0]) are the natural call
         self.base.initialize(frame, box, text)
         self.frame_index = 0
+        self._text = text
         self.descriptions = [self._describe(frame, box, text)]
         self._all_descriptions = list(self.descriptions)
         self._description_frames = [(1, "the first frame")]
@@ -199,20 +217,18 @@ class ChatTracker:
         self.colours.reset(frame, box, self.descriptions[0].foreground)
         self._kalman = BoxKalman(box)
         self.schedule.reset(0)
-        self.identities.reset(box, self.memory.entries[0] if self.memory.entries else None)
-        self.verifier.reset()
+        self.tracklets.reset(box, self.memory.entries[0] if self.memory.entries else None)
+        self.selector.reset(self.tracklets.target)
         self.events = []
+        self.grounding_seconds, self.grounding_rounds = 0.0, 0
+        # What the last round left for the next one: whether the target was found, the tracklets
+        # recently left by a switch (still searched), the template's boxes and the refresh count.
+        self._found = True
+        self._left: dict[int, int] = {}
+        self._template, self._template_proposal = box, None
         self._last_refresh = self._last_redescribe = 0
         self._rescaled_rounds = 0
-        self.grounding_seconds, self.grounding_rounds = 0.0, 0
-        self._text = text
-        self._template = box
-        self._template_proposal: Box | None = None
-        self._absent = False
-        self._suspect = False
-        self._stray_rounds = 0
-        self._ever_confirmed = False
-        self._colour_lost_since = None
+        self._round_background: list[Box] = []
         self._graded = bool(getattr(self.base, "score_is_confidence", True))
         self.redetector = None
         if self.config.redetect:
@@ -237,76 +253,69 @@ class ChatTracker:
         base_box = prior if stand_in else result.box
         base_score = 0.0 if stand_in else result.score
         motion = float("inf") if stand_in else self._kalman.distance(base_box, prior)
-        reason = self.schedule.due(self.frame_index, base_score, motion, self._colour_hurry())
+        reason = self.schedule.due(self.frame_index, base_score, motion)
         info: dict[str, Any] = {"base_box": None if stand_in else base_box.to_list(),
                                 "base_score": result.score, "text_lines": self._text_lines()}
         if reason is None:
-            if stand_in or (self._absent and (base_score is None or base_score < self.config.verification.low_score)):
-                # Declared absent (by the base or the last grounding round) and the base is still unsure.
-                absent_score = self.config.verification.absent_score
-                score = absent_score if result.score is None else min(result.score, absent_score)
+            if stand_in:
+                score = self.config.absent_score if result.score is None else min(result.score, self.config.absent_score)
                 return TrackResult(None, score, {**info, "decision": "absent"})
-            self._absent = False
             self._kalman.update(base_box)
             return TrackResult(base_box, result.score, info)
 
         grounded = self._ground(frame, base_box, prior)
-        decision = self._verify(frame, base_box, base_score, prior, grounded)
-        if (decision.reinitialize and decision.box is not None and self.config.reinit_size == "memory"
-                and not decision.keep_size):
-            decision = dataclasses.replace(decision, box=self._remembered_size(decision.box))
+        decision = self._round(frame, base_box, base_score, prior, grounded)
         if stand_in and decision.box is base_box:
-            if decision.confirming is not None:
-                # The base lost the target but the grounder finds it where motion expects it.
-                decision = dataclasses.replace(decision, box=decision.confirming.box, reinitialize=True,
-                                               confirmed=False, chosen=decision.confirming, kind="recovered",
-                                               reason="recovered (base reports none)")
-            else:
-                decision = dataclasses.replace(decision, box=None, kind="absent", chosen=None,
-                                               reason="absent (base reports none)")
-        self._absent = decision.box is None
-        base = decision.candidates[0] if decision.candidates else None
-        # The next round searches the whole frame when the kept base box sits on a distractor, lacks
-        # the described colour, or looks unfamiliar while its score says nothing of its confidence
-        # (a success flag).
-        kept = base is not None and decision.box is base_box
-        v = self.config.verification
-        self._ever_confirmed = self._ever_confirmed or decision.confirmed
-        # A kept box the detector does not confirm, of the wrong size or looking like nothing of the
-        # target, two rounds in a row may have been left behind (on an occluder's edge, a patch of
-        # background) while the target walked on out of its search region. Only where the detector has
-        # confirmed the target before: a whole-frame search cannot find what the detector never sees.
-        stray = kept and not decision.confirmed and (SIZE_SIGN in self.verifier.last_signs
-                                                     or base.appearance < v.unfamiliar)
-        self._stray_rounds = self._stray_rounds + 1 if stray else 0
-        self._suspect = kept and (decision.chosen is not base
-                                  or (not self._graded and base.appearance < v.min_appearance)
-                                  or (base.colour is not None and base.colour < v.colour_miss)
-                                  or (self._ever_confirmed and self._stray_rounds >= v.drift_rounds))
+            decision = dataclasses.replace(decision, box=None, kind="absent", chosen=None,
+                                           reason="absent (base reports none; the target's tracklet not found)")
         self._act(frame, decision)
         if decision.box is not None:
             self._kalman.update(decision.box)
         info.update(self._round_info(reason, grounded, decision))
         score = result.score
         if decision.box is None:
-            score = 0.0 if score is None else min(score, self.config.verification.absent_score)
+            score = self.config.absent_score if score is None else min(score, self.config.absent_score)
         elif decision.box is not base_box and decision.chosen is not None:
             score = decision.chosen.grounding
         return TrackResult(decision.box, score, info)
 
-    # -- parts ------------------------------------------------------------------------------------------
-    def _colour_hurry(self) -> bool:
-        """Rounds come early (every ``ground_cooldown`` frames) while the base box has lacked the described
-        colour round after round: the target may be re-emerging elsewhere. Only for ``2 * ground_every``
-        frames from the moment that first held, so a target whose colour really changed (shade, light)
-        costs a few extra rounds, not a grounding rate three times the usual for the rest of the video."""
-        if not self.verifier.colour_lost:
-            self._colour_lost_since = None
-            return False
-        if self._colour_lost_since is None:
-            self._colour_lost_since = self.frame_index
-        return self.frame_index - self._colour_lost_since <= 2 * self.config.ground_every
+    def _round(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box,
+               grounded: GroundedFrame) -> Decision:
+        """One grounding round, top to bottom: candidates -> tracklets -> scores -> path -> decision."""
+        c = self.config
+        # 1. Candidates: the base box, the grounder's proposals, template re-detections.
+        candidates = gather_candidates(base_box, grounded, self._redetect(frame, base_box, base_score, prior),
+                                       c.max_proposals)
+        embed_candidates(frame, candidates, self.embedder, c.embed_min_score, c.embed_limit)
+        for candidate in candidates:
+            candidate.colour = self.colours.support(frame, candidate.box)
+        # 2. Tracklets: an identity per object across rounds.
+        self.tracklets.update(candidates)
+        # 3. Scores: measurements, then the learned log-odds that each candidate is the target.
+        self._round_background = [b for b, _, _ in grounded.background]
+        score_candidates(candidates, self.memory, self.tracklets.distractor_embeddings(), prior,
+                         self._round_background, self._kalman.distance)
+        confirmed = is_confirmed(candidates[0], c.confirm_iou, c.confirm_score)
+        context = RoundContext(base_score, self._graded, confirmed,
+                               self.memory.typical_size() if self.memory.boxes else None)
+        features = candidate_features(candidates, context, self.tracklets.histories())
+        logits = self.scorer.logits(features) if self.scorer is not None else np.zeros(len(candidates))
+        for candidate, row, logit in zip(candidates, features, logits):
+            candidate.features, candidate.total = row, float(logit)
+        # 4. Path: which tracklet is the target.
+        decision = self.selector.decide(candidates, self.tracklets.alive(), confirmed, self._truth())
+        if decision.reinitialize and decision.box is not None and c.reinit_size == "memory" and not decision.keep_size:
+            decision = dataclasses.replace(decision, box=self._remembered_size(decision.box))
+        self.tracklets.assign(decision.chosen, candidates, c.colour_miss, 1.0)
+        return decision
 
+    def _truth(self) -> Box | None:
+        if self.ground_truth is None or self.frame_index >= len(self.ground_truth):
+            return None
+        row = self.ground_truth[self.frame_index]
+        return Box.from_any(row) if np.all(np.isfinite(row)) else Box(0.0, 0.0, 0.0, 0.0)
+
+    # -- parts ------------------------------------------------------------------------------------------
     def set_ground_truth(self, boxes: np.ndarray | None) -> None:
         """Ground-truth boxes per frame, for the ``oracle`` selection only (analysis, never in use)."""
         self.ground_truth = None if boxes is None else np.asarray(boxes, dtype=float).reshape(-1, 4)
@@ -373,7 +382,7 @@ class ChatTracker:
         start = time.perf_counter()
         grounded = ground(self.grounder, frame, foreground, background, region, self.config.proposal_min_score)
         every = self.config.frame_every
-        if region is not None and (self._suspect or (every > 0 and self.grounding_rounds % every == every - 1)):
+        if region is not None and (not self._found or (every > 0 and self.grounding_rounds % every == every - 1)):
             # The whole frame too, now and then and while the target seems lost: a look-alike that
             # took the base box away leaves the target outside the search region.
             wide = ground(self.grounder, frame, foreground, background, None, self.config.proposal_min_score)
@@ -382,40 +391,22 @@ class ChatTracker:
         self.grounding_rounds += 1
         return grounded
 
-    def _verify(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box,
-                grounded: GroundedFrame) -> Decision:
-        """Candidates -> identities -> scores -> decision: one grounding round, top to bottom."""
-        c = self.config.verification
-        candidates = gather_candidates(base_box, grounded, self._redetect(frame, base_box, base_score, prior),
-                                       self.config.max_proposals)
-        embed_candidates(frame, candidates, self.embedder, self.config.embed_min_score, self.config.embed_limit)
-        for candidate in [*candidates, *candidates[0].inner]:
-            candidate.colour = self.colours.support(frame, candidate.box)
-        target_before = self.identities.target
-        self.identities.update(candidates)
-        kalman = self._kalman
-        assert kalman is not None
-        self._round_background = [b for b, _, _ in grounded.background]
-        score_candidates([*candidates, *candidates[0].inner], self.memory, self.identities.distractor_embeddings(), prior,
-                         self._round_background, kalman.distance, c)
-        truth = None
-        if self.ground_truth is not None and self.frame_index < len(self.ground_truth):
-            row = self.ground_truth[self.frame_index]
-            truth = Box.from_any(row) if np.all(np.isfinite(row)) else Box(0.0, 0.0, 0.0, 0.0)
-        decision = self.verifier.decide(candidates, base_score, self.memory, target_before, truth, self._graded)
-        self.identities.assign(decision.chosen, candidates, c.colour_miss, c.colour_fit, c.appearance_drop)
-        return decision
-
     def _redetect(self, frame: Frame, base_box: Box, base_score: float | None, prior: Box) -> list[tuple[Box, float]]:
-        """Template re-detections: a window at the motion prior every round; a coarse grid of the
-        whole frame while the target seems lost (low base score, an unfamiliar base box last round,
-        declared absent)."""
+        """Template re-detections: a window at the motion prior and one at the last box of each tracklet
+        a recent switch left (so the switch can be undone) every round; a coarse grid of the whole frame
+        while the target is not found (last round's chosen target unlikely, or a low base score)."""
         if self.redetector is None:
             return []
         c = self.config
         size = self.memory.typical_size() if self.memory.boxes else None
         centers = [prior.center]
-        lost = self._absent or self._suspect or (base_score is not None and base_score < c.verification.low_score)
+        for tracklet, since in list(self._left.items()):
+            left = self.tracklets.find(tracklet)
+            if left is None or self.grounding_rounds - since > c.alternate_rounds:
+                del self._left[tracklet]
+            elif left.box.iou(base_box) < 0.5:
+                centers.append(left.box.center)
+        lost = not self._found or (base_score is not None and base_score < c.low_score)
         if lost:
             height, width = frame.shape[:2]
             centers += self.redetector.grid_centers(width, height, size, c.redetect_windows)
@@ -427,16 +418,26 @@ class ChatTracker:
         return found
 
     def _act(self, frame: Frame, decision: Decision) -> None:
-        """Re-initialise the base tracker, remember new looks, re-describe after a recovery."""
+        """Re-initialise the base tracker on the chosen tracklet, remember new looks, refresh the
+        template, re-describe after a switch."""
+        chosen = decision.chosen
+        if self.scorer is not None:
+            self._found = chosen is not None and 1.0 / (1.0 + np.exp(-chosen.total)) >= self.config.search_below
+        else:  # the ablations weigh no scores: the detector confirming the base box is what "found" means
+            self._found = decision.confirmed
         if decision.box is None:
             return
         if decision.reinitialize:
+            base = decision.candidates[0]
+            if base.identity != decision.state:
+                self._left[base.identity] = self.grounding_rounds  # still searched, so this can be undone
+            self.tracklets.follow(decision.state)
             self.base.initialize(frame, decision.box, self._text)
             self._template = decision.box
             self._template_proposal = None
             self._rescaled_rounds = 0
             self.events.append({"frame": self.frame_index + 1, "event": "reinitialize", "box": decision.box.to_list(),
-                                "reason": decision.reason})
+                                "reason": decision.reason, "from": base.identity, "to": decision.state})
             if self._may_redescribe():
                 self._redescribe(frame, decision.box, "after a recovery: the target may look different now")
             return
@@ -452,7 +453,7 @@ class ChatTracker:
             self._template_proposal = decision.confirming.box
         if (decision.confirmed and base is not None and decision.chosen is base
                 and self.memory.similarity(base.embedding) < self.config.novelty
-                and (base.colour is None or base.colour >= self.config.verification.colour_miss)):
+                and (base.colour is None or base.colour >= self.config.colour_miss)):
             # (A look without the described colour is not remembered: the detector confirms the
             # class, and a same-class look-alike of another colour would enter the memory.)
             self.memory.add(frame, decision.box, base.embedding)
@@ -527,7 +528,7 @@ class ChatTracker:
             return False
         near = decision.chosen.box.scaled(3.0)
         return any(c.role == "new" and c.source not in ("base", "redetect") and c.embedding is not None
-                   and c.appearance >= self.config.verification.min_appearance and c.box.iou(near) > 0
+                   and c.total > 0.0 and c.box.iou(near) > 0
                    for c in decision.candidates[1:])
 
     def _redescribe(self, frame: Frame, box: Box, why: str) -> None:
@@ -564,9 +565,11 @@ class ChatTracker:
         if decision.box is not None:
             overlays.append((decision.box.to_list(), "chosen", CHOSEN_COLOR))
         lines = self._text_lines() + [f"grounding ({reason}): {decision.reason}"]
-        return {"round": {"kind": decision.kind, "candidates": [c.summary() for c in decision.candidates]},
+        summaries = [c.summary() for c in decision.candidates]
+        chosen = None if decision.chosen is None else decision.chosen.identity
+        return {"round": {"kind": decision.kind, "state": decision.state, "chosen": chosen, "candidates": summaries},
                 "overlays": overlays, "text_lines": lines, "grounding": reason, "decision": decision.reason,
-                "candidates": [c.summary() for c in decision.candidates]}
+                "candidates": summaries}
 
 
 def build_chattracker(base: Tracker, settings: dict[str, Any] | None = None) -> ChatTracker:

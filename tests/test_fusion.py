@@ -12,7 +12,6 @@ import pytest
 
 from chattracker.fusion.appearance import AppearanceMemory
 from chattracker.fusion.candidates import BASE, REDETECT, Candidate, gather_candidates, same_object
-from chattracker.fusion.decision import VerificationConfig, Verifier
 from chattracker.fusion.embedding import build_embedder
 from chattracker.fusion.identities import DISTRACTOR, TARGET, IdentityTracker
 from chattracker.fusion.motion import BoxKalman
@@ -195,12 +194,6 @@ def test_a_scale_correction_keeps_the_targets_identity_on_the_base_track():
     assert following[0].identity == tracker.target and following[0].role == TARGET
 
 
-def _scored(frame_boxes: dict, memory, distractors, prior: Box, config: VerificationConfig):
-    candidates = [Candidate(box, source, grounding, embedding=look, identity=identity, role=role, hits=hits)
-                  for (box, source, grounding, look, identity, role, hits) in frame_boxes]
-    score_candidates(candidates, memory, distractors, prior, [], lambda b, p: abs(b.center[0] - p.center[0]) / 20.0,
-                     config)
-    return candidates
 
 
 class FixedEmbedder:
@@ -213,131 +206,14 @@ class FixedEmbedder:
         return np.stack([self.look for _ in boxes])
 
 
-def test_takeover_by_a_known_distractor_is_caught_even_at_full_confidence():
-    target_look, other_look = _unit(1, 0.3, 0), _unit(0.35, 1, 0)
-    memory = AppearanceMemory(FixedEmbedder(target_look))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
-    config = VerificationConfig()
-    prior = Box(110, 100, 20, 40)
-    base_on_other = (Box(126, 100, 20, 40), BASE, 0.8, other_look, 2, DISTRACTOR, 3)
-    target_there = (Box(104, 100, 20, 40), "person", 0.8, target_look, 1, TARGET, 1)
-    candidates = _scored([base_on_other, target_there], memory, [(2, other_look)], prior, config)
-    decision = Verifier(config).decide(candidates, 0.95, memory, target_identity=1)
-    assert decision.kind == "recovered" and decision.reinitialize and decision.box == target_there[0]
-    assert decision.reason == "recovered (base on a distractor's identity)"
-    # Without the target in view the base box is kept, but its identity does not become the target's.
-    alone = _scored([base_on_other], memory, [(2, other_look)], prior, config)
-    kept = Verifier(config).decide(alone, 0.95, memory, target_identity=1)
-    assert kept.box == base_on_other[0] and not kept.reinitialize and kept.chosen is None
-    # The same two boxes with the base on the target's identity: nothing to correct.
-    on_target = _scored([(*base_on_other[:3], target_look, 1, TARGET, 3), (*target_there[:3], other_look, 2, DISTRACTOR, 1)],
-                        memory, [(2, other_look)], prior, config)
-    assert Verifier(config).decide(on_target, 0.95, memory, target_identity=1).kind in ("kept", "confirmed")
 
 
-def test_the_targets_identity_is_taken_back_from_an_unfamiliar_base_on_a_distractors_identity():
-    """A walker seen from above or a rotating toy looks under ``min_appearance`` where it is found (OTB
-    Couple around CSRT, round 97: the base box on a distractor's identity looks 0.24 like the target;
-    an identity that was the target's, re-detected, 0.45). Beside a base box that looks like nothing of
-    the target, an identity that was the target's is taken back when it looks clearly more like it and not
-    unlike it; not beside a familiar base box, not on a difference inside the noise of such looks."""
-    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
-    config = VerificationConfig()
-
-    def decide(base_look: float, target_look: float, identity: int = 1):
-        base = Candidate(Box(300, 100, 20, 40), BASE, 0.0, appearance=base_look, motion=0.48, identity=3,
-                         role=DISTRACTOR, hits=3, total=0.20)
-        target = Candidate(Box(200, 100, 20, 40), REDETECT, 0.96, appearance=target_look, motion=0.01,
-                           identity=identity, role=TARGET, hits=2, total=0.66)
-        return Verifier(config).decide([base, target], 1.0, memory, target_identity=1, graded=False), target
-
-    decision, target = decide(0.24, 0.45)
-    assert decision.kind == "recovered" and decision.box == target.box and decision.reinitialize
-    assert decision.reason == "recovered (base on a distractor's identity)"
-    # An identity that was the target's before the last rounds (the current one is elsewhere) counts too.
-    assert decide(0.24, 0.45, identity=2)[0].kind == "recovered"
-    assert decide(0.45, 0.55)[0].kind == "kept"  # a familiar base box: the identity alone is not enough
-    assert decide(0.14, 0.19)[0].kind == "kept"  # 0.05 apart: inside the noise of looks this low
-    # Clearly more like the target but still like nothing of it (NanoTrack v1 on Basketball, frame 580: a
-    # stale target identity on another player, 0.14 beside 0.02): not taken.
-    assert decide(0.02, 0.14)[0].kind == "kept"
 
 
-def test_a_failed_base_gives_way_to_the_one_found_object_that_stands_out():
-    """CSRT reports failure (score 0) on OTB Toy from frame 144 and its box looks like nothing of the
-    target; the re-detector finds the toy again (round 162: 0.33 like the target, seen the round before)
-    while every other object found looks 0.10 or less. The identities were assigned while the base box
-    drifted (the toy's is a 'distractor'), so only the looks decide: the one object that stands out is
-    taken, not one inside the noise of the others, not one first seen, not one that looks like nothing."""
-    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
-    config = VerificationConfig()
-
-    def decide(toy_look: float, other_look: float = 0.10, hits: int = 2, base_score: float = 0.0):
-        base = Candidate(Box(300, 100, 20, 40), BASE, 0.0, appearance=0.0, motion=0.28, identity=5,
-                         role=DISTRACTOR, hits=9, total=0.10)
-        toy = Candidate(Box(200, 100, 20, 40), REDETECT, 1.00, appearance=toy_look, motion=0.45, identity=7,
-                        role=DISTRACTOR, hits=hits, total=0.91)
-        other = Candidate(Box(50, 200, 20, 40), REDETECT, 1.00, appearance=other_look, motion=0.04, identity=10,
-                          role=DISTRACTOR, hits=4, total=0.54)
-        return Verifier(config).decide([base, toy, other], base_score, memory, target_identity=9, graded=False), toy
-
-    decision, toy = decide(0.33)
-    assert decision.kind == "recovered" and decision.box == toy.box and decision.reinitialize
-    assert decision.reason == "recovered (the base failed; one object stands out)"
-    assert decide(0.33, other_look=0.28)[0].kind == "absent"  # two alike: the looks do not say which
-    assert decide(0.33, hits=1)[0].kind == "absent"  # one round is not enough
-    assert decide(0.25)[0].kind == "absent"  # looks like nothing of the target either
-    assert decide(0.33, base_score=1.0)[0].kind == "kept"  # a base that reports success keeps its box
 
 
-def test_random_oracle_and_base_selections():
-    look = _unit(1, 0, 0)
-    memory = AppearanceMemory(FixedEmbedder(look))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
-    truth = Box(200, 100, 20, 40)
-    boxes = [(Box(100, 100, 20, 40), BASE, 0.0, look, 1, TARGET, 2), (Box(201, 101, 20, 40), "person", 0.6, look, 2, "new", 1),
-             (Box(300, 100, 20, 40), "person", 0.6, look, 3, "new", 1)]
-    candidates = _scored(boxes, memory, [], Box(100, 100, 20, 40), VerificationConfig())
-    oracle = Verifier(VerificationConfig(selection="oracle")).decide(candidates, 0.9, memory, 1, truth=truth)
-    # The oracle is the bound the candidates allow: no candidate overlaps the truth more.
-    assert oracle.box.iou(truth) == max(c.box.iou(truth) for c in candidates) and oracle.reinitialize
-    with pytest.raises(ValueError, match="ground truth"):
-        Verifier(VerificationConfig(selection="oracle")).decide(candidates, 0.9, memory, 1)
-    assert Verifier(VerificationConfig(selection="base")).decide(candidates, 0.9, memory, 1).box == boxes[0][0]
-    picks = [Verifier(VerificationConfig(selection="random", seed=s)).decide(candidates, 0.9, memory, 1).box
-             for s in range(12)]
-    assert len({b.to_xyxy() for b in picks}) >= 2
-    again = [Verifier(VerificationConfig(selection="random", seed=s)).decide(candidates, 0.9, memory, 1).box
-             for s in range(12)]
-    assert picks == again
 
 
-def test_scale_drift_is_corrected_only_by_a_persistent_same_shaped_proposal():
-    look = _unit(1, 0, 0)
-    memory = AppearanceMemory(FixedEmbedder(look))
-    target = Box(200, 100, 20, 50)
-    memory.add(np.zeros((8, 8, 3), np.uint8), target)
-    grown = target.scaled(1.7)  # the base box grew around the target (area x2.9)
-    verifier = Verifier(VerificationConfig())
-
-    def decide(proposal: Candidate):
-        base = Candidate(grown, BASE, 0.0, appearance=0.9, motion=1.0, total=2.0, identity=1, role=TARGET)
-        return verifier.decide([base, proposal], 0.95, memory, 1)
-
-    tight = Candidate(target, "person", 0.7, appearance=0.8, motion=0.2, total=1.0, hits=5, identity=7)
-    assert not decide(tight).reinitialize  # one round inside the grown box may be a partial detection
-    decision = decide(tight)
-    assert decision.reinitialize and decision.keep_size and decision.box is target
-    assert decision.reason == "recovered (scale drift)"
-    verifier.reset()
-    upper_half = Box(target.x, target.y, target.w, target.h / 2)
-    for _ in range(3):
-        assert not decide(Candidate(upper_half, "person", 0.7, appearance=0.8, total=1.0, hits=3, identity=8)).reinitialize
-    unsure = Candidate(target, "person", 0.3, appearance=0.8, total=1.0, hits=3, identity=9)
-    for _ in range(3):
-        assert not decide(unsure).reinitialize
 
 
 @pytest.mark.shared
@@ -549,64 +425,17 @@ def test_wrapper_takes_the_jogger_back_from_the_other_jogger(development, ground
     assert np.mean([boxes[i].iou(truth[i]) if boxes[i] else 0.0 for i in after]) > 0.5
 
 
-def test_a_flag_scored_base_that_looks_unlike_the_target_gives_way_to_a_far_more_familiar_proposal():
-    """CSRT's score only says the update succeeded: when its box looks like nothing of the target and a
-    persistent proposal looks far more like it (a deforming bag under min_appearance), the proposal
-    wins; a graded base (NanoTrack's confidence) is not overruled this way."""
-    look = _unit(1, 0, 0)
-    memory = AppearanceMemory(FixedEmbedder(look))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 20, 40))
-
-    def candidates():
-        base = Candidate(Box(100, 100, 20, 40), BASE, 0.0, appearance=0.1, motion=1.0, total=0.6, identity=1, role=TARGET)
-        found = Candidate(Box(160, 100, 20, 40), REDETECT, 1.0, appearance=0.5, motion=0.8, total=1.3, hits=3, identity=2)
-        return [base, found]
-
-    flagged = Verifier(VerificationConfig()).decide(candidates(), 1.0, memory, 1, graded=False)
-    assert flagged.kind == "recovered" and flagged.box == Box(160, 100, 20, 40) and "appearance" in flagged.reason
-    graded = Verifier(VerificationConfig()).decide(candidates(), 1.0, memory, 1, graded=True)
-    assert graded.kind == "kept"
-    once = candidates()
-    once[1].hits = 1  # seen in one round only
-    assert Verifier(VerificationConfig()).decide(once, 1.0, memory, 1, graded=False).kind == "kept"
-    # Far from where motion expects the target, such a look is not enough (a parked look-alike)...
-    far = candidates()
-    far[1].motion = 0.01
-    assert Verifier(VerificationConfig()).decide(far, 1.0, memory, 1, graded=False).kind == "kept"
-    # ... unless the proposal carries an identity that was the target's: the target found again.
-    far[1].role = TARGET
-    again = Verifier(VerificationConfig()).decide(far, 1.0, memory, 1, graded=False)
-    assert again.kind == "recovered" and again.box == Box(160, 100, 20, 40)
 
 
-def test_a_confident_base_that_jumped_off_the_target_gives_way_to_the_targets_identity():
-    """A graded base sure of a box that jumped where motion does not allow, a box that looks like nothing
-    of the target, gives way to the target's own persistent identity found where the target was, even under
-    min_appearance (Gull2 from a start one pixel to the left: frame 44, the base 0.00 and motion 0.26, the
-    target's identity 0.50; the wrapper then gains +46.3 AUC where it gained nothing). Without the jump the
-    confident base is kept, as before."""
-    look = _unit(1, 0, 0)
-    memory = AppearanceMemory(FixedEmbedder(look))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(100, 100, 30, 25))
-
-    def candidates(base_motion: float):
-        base = Candidate(Box(140, 60, 50, 40), BASE, 0.0, appearance=0.0, motion=base_motion, total=0.13, identity=4)
-        target = Candidate(Box(100, 102, 31, 29), REDETECT, 0.96, appearance=0.5, motion=0.34, total=1.16, hits=3,
-                           identity=3, role=TARGET)
-        return [base, target]
-
-    jumped = Verifier(VerificationConfig()).decide(candidates(0.26), 0.9, memory, 3)
-    assert jumped.kind == "recovered" and jumped.box == Box(100, 102, 31, 29)
-    assert "implausible motion" in jumped.reason
-    steady = Verifier(VerificationConfig()).decide(candidates(0.9), 0.9, memory, 3)
-    assert steady.kind == "kept"
 
 
-def test_a_detection_inside_a_much_larger_base_box_is_kept_for_the_scale_drift_rule():
+def test_a_detection_inside_a_much_larger_base_box_is_a_scale_correction_candidate():
     """The base box grew over the target and a look-alike: the detection of the target inside it is
-    the base's object (no second candidate), but not at the base's scale, so it is kept as ``inner``
-    and, found there two rounds in a row, corrects the scale."""
+    the base's object, but not at the base's scale, so it stands as a candidate of its own, marked
+    ``inner_of_base``; chosen, it re-initialises with its own size (``keep_size``)."""
     from chattracker.fusion.candidates import confirms_base
+    from chattracker.fusion.decision import Selector
+    from chattracker.fusion.path import TrackletPath
 
     target = Box(200, 100, 40, 40)
     grown = Box(180, 90, 90, 70)  # area x3.9 around the target and its neighbour
@@ -614,20 +443,13 @@ def test_a_detection_inside_a_much_larger_base_box_is_kept_for_the_scale_drift_r
     assert confirms_base(Box(185, 92, 85, 66), grown)  # the detector's box of the whole grown object
     grounded = GroundedFrame([(target, 0.8, "clock")], [], Box(0, 0, 640, 360))
     base, *rest = gather_candidates(grown, grounded)
-    assert rest == [] and [c.box for c in base.inner] == [target]
-
-    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
-    memory.add(np.zeros((8, 8, 3), np.uint8), target)
-    verifier = Verifier(VerificationConfig())
-    decisions = []
-    for _ in range(2):
-        base, *rest = gather_candidates(grown, grounded)
-        base.appearance, base.total = 0.2, 1.0
-        inner = base.inner[0]
-        inner.appearance, inner.total = 0.4, 1.2  # clearly more like the target than the grown box
-        decisions.append(verifier.decide([base, *rest], 0.95, memory, 1))
-    assert not decisions[0].reinitialize
-    assert decisions[1].reason == "recovered (scale drift)" and decisions[1].box == target
+    assert [c.box for c in rest] == [target] and rest[0].inner_of_base and base.confirming is None
+    base.identity, rest[0].identity = 1, 2
+    base.total, rest[0].total = -3.0, 3.0
+    selector = Selector("path", TrackletPath(switch_cost=1.0, decay=1.0, unseen=-1.0))
+    selector.reset(1)
+    decision = selector.decide([base, *rest], {1, 2}, confirmed=False)
+    assert decision.reinitialize and decision.keep_size and decision.box == target and decision.state == 2
 
 
 def test_colour_words_count_only_as_hues_the_target_shows_on_the_first_frame():
@@ -649,47 +471,6 @@ def test_colour_words_count_only_as_hues_the_target_shows_on_the_first_frame():
     assert colours.words == ()
 
 
-def test_base_without_the_described_colour_gives_way_to_a_persistent_candidate_that_has_it():
-    """Language over looks: the embedding ranks the look-alike (base) above the target, but two
-    rounds in a row the base lacks the hue the description names and a persistent candidate has it."""
-    memory = AppearanceMemory(FixedEmbedder(_unit(1, 0, 0)))
-    memory.add(np.zeros((8, 8, 3), np.uint8), Box(0, 0, 40, 40))
-
-    def candidates(proposal_appearance: float, proposal_colour: float, source: str = "green clock"):
-        base = Candidate(Box(100, 100, 40, 40), BASE, 0.6, appearance=0.5, motion=1.0, total=1.6, identity=1,
-                         role=TARGET, colour=0.0)
-        other = Candidate(Box(300, 100, 40, 40), source, 0.9, appearance=proposal_appearance, motion=0.1,
-                          total=1.0, hits=3, identity=2, role=DISTRACTOR, colour=proposal_colour)
-        return [base, other]
-
-    verifier = Verifier(VerificationConfig())
-    assert verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1).kind != "recovered"  # one round: a shadow?
-    assert not verifier.colour_lost
-    decision = verifier.decide(candidates(0.35, 1.0), 0.93, memory, 1)
-    assert verifier.colour_lost  # two rounds: the wrapper grounds again after `ground_cooldown` frames
-    assert decision.reason == "recovered (base lacks the described colour)" and decision.box == Box(300, 100, 40, 40)
-    for appearance, colour in ((0.2, 1.0), (0.35, 0.4)):  # unlike the target, or without the colour either
-        verifier.reset()
-        for _ in range(3):
-            assert verifier.decide(candidates(appearance, colour), 0.93, memory, 1).kind != "recovered"
-    verifier.reset()
-    for _ in range(3):  # it has the colour but looks more like a known distractor (a patch of wall in the hue)
-        base, other = candidates(0.35, 1.0)
-        other.distractor = 0.47
-        assert verifier.decide([base, other], 0.93, memory, 1).kind != "recovered"
-    verifier.reset()
-    for _ in range(3):  # a re-detection alone, across the frame and unlike the target (a poster in the hue)
-        assert verifier.decide(candidates(0.35, 1.0, REDETECT), 0.93, memory, 1).kind != "recovered"
-    verifier.reset()
-    for _ in range(2):  # ... is taken where it looks like the target
-        decision = verifier.decide(candidates(0.65, 1.0, REDETECT), 0.93, memory, 1)
-    assert decision.reason == "recovered (base lacks the described colour)"
-    verifier.reset()
-    for _ in range(3):  # two candidates with the colour (a team in one jersey): the words do not say which
-        base, other = candidates(0.35, 1.0)
-        twin = Candidate(Box(400, 100, 40, 40), "person", 0.8, appearance=0.4, motion=0.1, total=1.1, hits=3,
-                         identity=3, colour=0.9)
-        assert verifier.decide([base, other, twin], 0.93, memory, 1).kind != "recovered"
 
 
 def base_and_wrapper(base: str, sequence, count: int, tmp_path) -> tuple[list[Box], dict[str, list], list[dict]]:

@@ -37,7 +37,9 @@ class Candidate:
     motion: float = 0.0  # exp(-distance to the motion prior)
     background: float = 0.0  # overlap with a background proposal
     colour: float | None = None  # support of the description's colour words (None: no usable words)
-    total: float = 0.0
+    inner_of_base: bool = False  # found inside a much larger base box (a box grown over the target)
+    features: np.ndarray | None = field(default=None, repr=False)  # step 3b: the learned score's inputs
+    total: float = 0.0  # step 3c: the learned log-odds that this candidate is the target
 
     @property
     def persistent(self) -> bool:
@@ -48,7 +50,8 @@ class Candidate:
                 "total": round(self.total, 4), "appearance": round(self.appearance, 4),
                 "distractor": round(self.distractor, 4), "grounding": round(self.grounding, 4),
                 "motion": round(self.motion, 4), "background": round(self.background, 4),
-                "colour": None if self.colour is None else round(self.colour, 4)}
+                "colour": None if self.colour is None else round(self.colour, 4), "inner": self.inner_of_base,
+                "features": None if self.features is None else [round(float(v), 5) for v in self.features]}
 
 
 def intersection_area(*boxes: Box) -> float:
@@ -79,9 +82,10 @@ def confirms_base(proposal: Box, base: Box, iou: float = 0.5, cover: float = 0.7
 
 def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[tuple[Box, float]] = (),
                       max_proposals: int = 6) -> list[Candidate]:
-    """``[base, *proposals]``: the proposal that is the base box's object (``same_object``, best IoU)
-    merges into the base candidate; the other foreground proposals (at most ``max_proposals``, the
-    best-scored, one per object) and the template re-detections stand on their own."""
+    """``[base, *proposals, *inner]``: the proposal that is the base box's object (``same_object``, best
+    IoU) merges into the base candidate; the other foreground proposals (at most ``max_proposals``, the
+    best-scored, one per object) and the template re-detections stand on their own; objects found inside
+    a base box more than twice their size come last, marked ``inner_of_base`` (a scale correction)."""
     proposals = [Candidate(box, phrase, score, label=phrase) for box, score, phrase in grounded.foreground]
     proposals += [Candidate(box, REDETECT, score, label=REDETECT) for box, score in redetected]
     base = Candidate(base_box, BASE, 0.0)
@@ -91,7 +95,8 @@ def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[t
     base.inner = [p for p in overlapping if not confirms_base(p.box, base_box)]
     # Only the detector confirms the base box: a re-detection with the same template would agree
     # with a template tracker by construction.
-    detected = [p for p in overlapping if p.source != REDETECT]
+    # (Nor does a detection inside a much larger base box: that is the evidence of a grown box.)
+    detected = [p for p in overlapping if p.source != REDETECT and p not in base.inner]
     if detected:
         confirming = max(detected, key=lambda p: (p.box.iou(base_box), p.grounding))
         base.confirming, base.grounding, base.label = confirming, confirming.grounding, confirming.label
@@ -100,7 +105,9 @@ def gather_candidates(base_box: Box, grounded: GroundedFrame, redetected: list[t
         if (proposal not in overlapping and all(not same_object(proposal.box, other.box) for other in distinct)
                 and len(distinct) < max_proposals):
             distinct.append(proposal)
-    return [base, *distinct]
+    for proposal in base.inner:
+        proposal.inner_of_base = True
+    return [base, *distinct, *base.inner]
 
 
 def embed_candidates(frame, candidates: list[Candidate], embedder, min_score: float, limit: int) -> None:
@@ -108,7 +115,8 @@ def embed_candidates(frame, candidates: list[Candidate], embedder, min_score: fl
     with at least ``min_score`` (the best ``limit``) and to the objects inside a much larger base box:
     weaker ones could not replace the base box anyway, and a learned embedding costs milliseconds per
     crop."""
-    inner = [p for p in candidates[0].inner if p.grounding >= min_score][:limit]
-    chosen = [candidates[0], *[p for p in candidates[1:] if p.grounding >= min_score][:limit], *inner]
+    inner = [p for p in candidates[1:] if p.inner_of_base and p.grounding >= min_score][:limit]
+    chosen = [candidates[0], *[p for p in candidates[1:] if not p.inner_of_base and p.grounding >= min_score][:limit],
+              *inner]
     for candidate, vector in zip(chosen, embedder.embed(frame, [c.box for c in chosen])):
         candidate.embedding = vector

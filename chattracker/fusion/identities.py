@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import lap
 import numpy as np
 
-from chattracker.fusion.candidates import Candidate, same_object
+from chattracker.fusion.candidates import BASE, Candidate, same_object
 from chattracker.types import Box
 
 TARGET, DISTRACTOR, NEW = "target", "distractor", "new"
@@ -29,6 +29,9 @@ class Identity:
     hits: int = 1
     last_round: int = 0
     role: str = NEW
+    first_round: int = 0  # the tracklet's history: when it was first seen,
+    rounds_seen: int = 1  # ... in how many rounds it was found,
+    rounds_target: int = 0  # ... and in how many of them it was the chosen target
 
 
 class IdentityTracker:
@@ -42,19 +45,30 @@ class IdentityTracker:
         self.max_gap = max_gap  # rounds an unseen identity is kept before it is forgotten
         self.identities: list[Identity] = []
         self.target: int | None = None
+        self.base_identity: int | None = None  # the tracklet the base tracker's box was on last round
         self._next = 1
         self._round = 0
 
     def reset(self, box: Box | None = None, embedding: np.ndarray | None = None) -> None:
         """Forget everything; with ``box``, start with the target's identity there (the first frame)."""
         self.identities, self.target, self._round, self._next = [], None, 0, 1  # a reused tracker numbers as a new one
+        self.base_identity = None
         if box is not None:
-            self.identities.append(Identity(self._next, box, embedding, 1, 0, TARGET))
+            self.base_identity = self._next
+            self.identities.append(Identity(self._next, box, embedding, 1, 0, TARGET, rounds_target=1))
             self.target = self._next
             self._next += 1
 
+    def follow(self, identity: int | None) -> None:
+        """The base tracker was re-initialised on ``identity``'s object: its box continues that tracklet."""
+        self.base_identity = identity
+
     def _cost(self, candidate: Candidate, identity: Identity) -> float:
         overlap = candidate.box.scaled(self.grow).iou(identity.box.scaled(self.grow))
+        if candidate.source == BASE and identity.identity == self.base_identity:
+            # The base tracker's own track is continuous between rounds (a fast target moves far in ten
+            # frames): its box continues its tracklet unless the looks say it is another object now.
+            overlap = max(overlap, 1.0 - self.min_iou)
         if overlap < self.min_iou:
             return 2.0 + self.appearance_weight  # beyond the cost limit: never matched
         appearance = 0.0
@@ -66,7 +80,7 @@ class IdentityTracker:
         """Match this round's candidates to the known identities; fills ``identity``, ``hits`` and
         ``role`` of each candidate (in place). Unmatched candidates get new identities."""
         self._round += 1
-        live = [i for i in self.identities if self._round - i.last_round <= self.max_gap]
+        live = [i for i in self.identities if self._alive(i)]
         matched: dict[int, Identity] = {}
         if live and candidates:
             cost = np.array([[self._cost(c, i) for i in live] for c in candidates])
@@ -80,7 +94,8 @@ class IdentityTracker:
             if previous is None:
                 candidate.identity, candidate.hits, candidate.role = self._next, 1, NEW
                 self._next += 1
-                kept.append(Identity(candidate.identity, candidate.box, candidate.embedding, 1, self._round))
+                kept.append(Identity(candidate.identity, candidate.box, candidate.embedding, 1, self._round,
+                                     first_round=self._round))
                 continue
             candidate.identity, candidate.role = previous.identity, previous.role
             candidate.hits = previous.hits + 1 if self._round - previous.last_round == 1 else 1
@@ -89,7 +104,10 @@ class IdentityTracker:
                 # A slow average: one odd crop (an occlusion) does not rewrite who the object is.
                 mixed = 0.7 * previous.embedding + 0.3 * embedding
                 embedding = mixed / max(float(np.linalg.norm(mixed)), 1e-9)
-            kept.append(Identity(previous.identity, candidate.box, embedding, candidate.hits, self._round, previous.role))
+            kept.append(Identity(previous.identity, candidate.box, embedding, candidate.hits, self._round, previous.role,
+                                 previous.first_round, previous.rounds_seen + 1, previous.rounds_target))
+        if candidates and candidates[0].source == BASE:
+            self.base_identity = candidates[0].identity
         seen = {i.identity for i in kept}
         kept.extend(i for i in live if i.identity not in seen)
         self.identities = kept
@@ -113,6 +131,9 @@ class IdentityTracker:
             target.identity = candidates[0].identity
         if target is not None:
             self.target = target.identity
+            chosen = self.target_identity()
+            if chosen is not None and chosen.last_round == self._round:
+                chosen.rounds_target += 1
         roles: dict[int, str] = {}
         for candidate in candidates:
             if candidate.identity == self.target:
@@ -129,6 +150,23 @@ class IdentityTracker:
         for identity in self.identities:
             if identity.last_round == self._round and identity.identity in roles:
                 identity.role = roles[identity.identity]
+
+    def _alive(self, identity: Identity) -> bool:
+        # The target's tracklet is kept however long it is unseen (out of view, occluded): forgetting it
+        # would make a switch away from it impossible to undo when it comes back.
+        return identity.identity == self.target or self._round - identity.last_round <= self.max_gap
+
+    def alive(self) -> set[int]:
+        """The tracklets still remembered (found within the last ``max_gap`` rounds, and the target's)."""
+        return {i.identity for i in self.identities if self._alive(i)}
+
+    def histories(self) -> dict[int, tuple[int, float]]:
+        """Tracklet identity -> (age in rounds, share of the rounds it was found as the chosen target)."""
+        return {i.identity: (self._round - i.first_round, i.rounds_target / max(i.rounds_seen, 1))
+                for i in self.identities}
+
+    def find(self, identity: int | None) -> Identity | None:
+        return next((i for i in self.identities if i.identity == identity), None)
 
     def distractor_embeddings(self) -> list[tuple[int, np.ndarray]]:
         """``(identity, embedding)`` of the known distractors."""

@@ -1,12 +1,12 @@
-"""Step 3: score every candidate of a round from its look, its finding, its motion and its context.
+"""Step 3a: measure every candidate of a round: its look, its finding, its motion and its context.
 
-    total = w_appearance * similarity to the target
-          - w_distractor * similarity to the known distractors
-          + w_grounding * finding score + w_motion * exp(-motion distance)
-          - w_background * IoU with the best-overlapping background proposal
+    appearance  similarity to the remembered target (calibrated: 0 background, 1 the target on frame 1)
+    distractor  similarity to the known distractors (DaSiamRPN's idea in embedding form)
+    motion      exp(-distance to the motion prior)
+    background  IoU with the best-overlapping background proposal
 
-The distractor term is DaSiamRPN's idea in embedding form: a candidate that looks like one of the
-look-alikes seen around the target is less likely the target, however confident its finding.
+These are measurements, not a verdict: the learned model (``target_model``) turns them, with the
+others in ``features``, into the log-odds that the candidate is the target.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from chattracker.types import Box
 
 def score_candidates(candidates: list[Candidate], memory: AppearanceMemory,
                      distractors: list[tuple[int, np.ndarray]], prior: Box, background: list[Box],
-                     motion_distance: Callable[[Box, Box], float], weights) -> None:
-    """Fill in each (embedded) candidate's component scores and total (in place)."""
+                     motion_distance: Callable[[Box, Box], float]) -> None:
+    """Fill in each candidate's measurements (in place)."""
     for candidate in candidates:
         vector = candidate.embedding
         candidate.appearance = memory.similarity(vector)
@@ -34,6 +34,3 @@ def score_candidates(candidates: list[Candidate], memory: AppearanceMemory,
                                 else memory.calibrated(float(np.max(np.stack(others) @ vector))))
         candidate.motion = math.exp(-motion_distance(candidate.box, prior))
         candidate.background = max((candidate.box.iou(b) for b in background), default=0.0)
-        candidate.total = (weights.w_appearance * candidate.appearance - weights.w_distractor * candidate.distractor
-                           + weights.w_grounding * candidate.grounding + weights.w_motion * candidate.motion
-                           - weights.w_background * candidate.background)

@@ -1,0 +1,203 @@
+"""Live sources in `chattracker track`: an MJPEG-over-HTTP stream served here on 127.0.0.1 from real frames
+(OTB Crossing), read through OpenCV's FFmpeg backend by the real CLI in a subprocess."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from chattracker.errors import InputError
+from chattracker.video import LiveSource, StreamError, is_live, open_source, redact, stream_scheme
+
+CROSSING_BOX = "205,151,17,50"
+
+
+def crossing_jpegs(data: Path, count: int = 120) -> list[bytes]:
+    """The first ``count`` frames of OTB Crossing (360x240) as the JPEG files they are."""
+    return [path.read_bytes() for path in sorted((data / "otb_crossing" / "Crossing" / "img").glob("*.jpg"))[:count]]
+
+
+class MjpegServer:
+    """``/stream.mjpg`` on 127.0.0.1: the frames at ``fps`` as multipart/x-mixed-replace, then ``after``:
+    "close" (the stream dies), "stall" (the connection stays open, silent) or "loop" (again from the start)."""
+
+    def __init__(self, jpegs: list[bytes], fps: float = 30.0, after: str = "close") -> None:
+        self.jpegs, self.fps, self.after = jpegs, fps, after
+        self.sent = 0
+        self.closing = threading.Event()
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path != "/stream.mjpg":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    server.stream(self.wfile)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def stream(self, out) -> None:
+        while not self.closing.is_set():
+            for jpeg in self.jpegs:
+                if self.closing.is_set():
+                    return
+                out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n")
+                out.flush()
+                self.sent += 1
+                time.sleep(1.0 / self.fps)
+            if self.after == "stall":
+                self.closing.wait(60)
+            if self.after != "loop":
+                return
+
+    def __enter__(self) -> "MjpegServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.closing.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def cli(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "chattracker.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kwargs)
+
+
+def check_outputs(out: Path) -> dict:
+    """The published run is whole: boxes.txt, track.json and the video agree on the frame count."""
+    record = json.loads((out / "track.json").read_text())
+    boxes = np.loadtxt(out / "boxes.txt", delimiter=",", ndmin=2)
+    assert len(boxes) == len(record["frames"]) == record["live"]["tracked"]
+    video = cv2.VideoCapture(str(out / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == len(boxes)
+    video.release()
+    assert not list(out.parent.glob(f".{out.name}.partial-*"))
+    return record
+
+
+def test_stream_is_tracked_with_dropped_frames_and_one_error_line_when_it_dies(shared_data: Path, tmp_path: Path) -> None:
+    # 120 frames at 60 fps; the first frame's initialisation alone outlasts a few frame intervals, so frames drop
+    with MjpegServer(crossing_jpegs(shared_data), fps=60, after="close") as server:
+        run = cli("track", server.url, "--box", CROSSING_BOX, "--out", str(tmp_path / "out"), "--no-progress",
+                  "--stall-timeout", "5")
+        stdout, stderr = run.communicate(timeout=120)
+    errors = [line for line in stderr.splitlines() if line.startswith("chattracker: error:")]
+    assert run.returncode == 2, stderr
+    assert len(errors) == 1 and [line for line in stderr.splitlines() if line.strip()][-1] == errors[0], stderr
+    assert f"stream {server.url} closed the connection after 120 frames received" in errors[0]
+    assert "rtsp:/" not in stderr and "does not exist" not in stderr
+    record = check_outputs(tmp_path / "out")
+    live = record["live"]
+    assert live["received"] == 120 and live["dropped"] > 0 and live["tracked"] + live["dropped"] == 120
+    assert f"{live['dropped']} of 120 received frames dropped" in stdout
+    assert record["frames"][0]["box"] == [205.0, 151.0, 17.0, 50.0]
+
+
+def test_stalled_stream_gives_up_after_the_stall_timeout(shared_data: Path, tmp_path: Path) -> None:
+    with MjpegServer(crossing_jpegs(shared_data, 20), fps=30, after="stall") as server:
+        started = time.monotonic()
+        run = cli("track", server.url, "--box", CROSSING_BOX, "--out", str(tmp_path / "out"), "--no-progress",
+                  "--stall-timeout", "1.5", "--plain")
+        stdout, stderr = run.communicate(timeout=60)
+        elapsed = time.monotonic() - started
+    assert run.returncode == 2, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("chattracker: error: stream") and "stopped sending frames for 1.5 s" in lines[-1]
+    assert sum(line.startswith("chattracker: error") for line in lines) == 1, stderr
+    assert elapsed < 40
+    check_outputs(tmp_path / "out")
+
+
+def test_ctrl_c_stops_a_live_run_and_keeps_what_was_tracked(shared_data: Path, tmp_path: Path) -> None:
+    with MjpegServer(crossing_jpegs(shared_data, 60), fps=30, after="loop") as server:
+        run = cli("track", server.url, "--box", CROSSING_BOX, "--out", str(tmp_path / "out"), "--no-progress", "--plain")
+        deadline = time.monotonic() + 60
+        line = ""
+        while "Ctrl-C stops" not in line and time.monotonic() < deadline:  # tracking has started
+            line = run.stderr.readline()
+            assert line or run.poll() is None, "the run ended before tracking started"
+        time.sleep(1.0)
+        run.send_signal(signal.SIGINT)
+        stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 0, stderr
+    assert "error" not in stderr
+    record = check_outputs(tmp_path / "out")
+    assert record["live"]["stopped"] == "ctrl-c" and record["live"]["tracked"] >= 2
+    assert "live: stream" in stdout
+
+
+def test_urls_are_sources_not_paths_and_unknown_schemes_are_refused(tmp_path: Path) -> None:
+    assert is_live("0") and is_live("rtsp://127.0.0.1:8554/live") and is_live("https://example.org/v.mp4")
+    assert not is_live(str(tmp_path))
+    with pytest.raises(InputError, match=r"ftp://127.0.0.1/v.mp4: ftp:// sources are not supported"):
+        stream_scheme("ftp://127.0.0.1/v.mp4")
+    assert redact("rtsp://user:secret@127.0.0.1:8554/live") == "rtsp://user:***@127.0.0.1:8554/live"
+
+
+def test_unreachable_stream_is_one_line_naming_the_url_unmangled(tmp_path: Path) -> None:
+    with socket_closed_port() as port:
+        url = f"rtsp://127.0.0.1:{port}/live"
+        run = cli("track", url, "--box", "1,1,5,5", "--out", str(tmp_path / "out"), "--stall-timeout", "3")
+        stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 2
+    assert stderr.strip().splitlines() == [f"chattracker: error: stream {url} cannot be opened"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_camera_that_is_not_there_is_one_line() -> None:
+    with pytest.raises(StreamError, match="camera 9"):
+        open_source("9", stall_timeout=2)
+
+
+def test_live_source_keeps_only_the_newest_frame(shared_data: Path) -> None:
+    # A consumer slower than the stream: memory stays at one frame and the rest is counted as dropped
+    with MjpegServer(crossing_jpegs(shared_data, 40), fps=100, after="close") as server:
+        source = LiveSource(server.url, stall_timeout=5)
+        taken = []
+        with pytest.raises(StreamError, match="closed the connection after 40 frames received"):
+            for frame in source:
+                taken.append(frame.shape)
+                assert len(source._buffer) <= 1
+                time.sleep(0.05)
+    assert taken[0] == (240, 360, 3) and source.received == 40
+    assert source.dropped == 40 - len(taken) and source.dropped > 10
+
+
+class socket_closed_port:
+    """A port on 127.0.0.1 with nothing listening."""
+
+    def __enter__(self) -> int:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass

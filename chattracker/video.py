@@ -286,6 +286,9 @@ class LiveSource:
                 if self._ended is not None:
                     if self._ended == "ended" and not first:
                         return None
+                    if first and self._ended in ("ended", "closed the connection"):
+                        raise StreamError(f"{self.name} opened but gave no frame (not a video, or a server that "
+                                          "cannot seek within a file)")
                     after = "" if first else f" after {self.received} frames received"
                     raise StreamError(f"{self.name} {self._ended}{after}")
                 waited = time.monotonic() - self._last_arrival

@@ -152,6 +152,69 @@ def test_ctrl_c_stops_a_live_run_and_keeps_what_was_tracked(shared_data: Path, t
     assert "live: stream" in stdout
 
 
+class FileServer:
+    """Serves one file on 127.0.0.1 with HTTP range requests, as web servers do (FFmpeg seeks in an mp4)."""
+
+    def __init__(self, path: Path, answer_ranges: bool = True) -> None:
+        data = path.read_bytes()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                start, end = 0, len(data) - 1
+                wanted = self.headers.get("Range", "")
+                if answer_ranges and wanted.startswith("bytes="):
+                    first, _, last = wanted[6:].partition("-")
+                    start, end = int(first or 0), min(int(last) if last else end, end)
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
+                else:
+                    self.send_response(200)
+                self.send_header("Content-Type", "video/mp4")
+                self.send_header("Content-Length", str(end - start + 1))
+                if answer_ranges:
+                    self.send_header("Accept-Ranges", "bytes")
+                self.end_headers()
+                try:
+                    self.wfile.write(data[start:end + 1])
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{path.name}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FileServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_video_file_over_http_is_tracked_whole_in_order(shared_data: Path, tmp_path: Path) -> None:
+    from tests.test_serve_api import make_clip
+
+    clip = make_clip(shared_data, tmp_path / "crossing.mp4")
+    with FileServer(clip) as server:
+        run = cli("track", server.url, "--box", CROSSING_BOX, "--plain", "--out", str(tmp_path / "out"), "--no-progress")
+        stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 0, stderr
+    record = check_outputs(tmp_path / "out")
+    assert record["live"]["received"] == record["live"]["tracked"] == 30 and record["live"]["dropped"] == 0
+    assert record["live"]["live"] is False
+    with FileServer(clip, answer_ranges=False) as server:
+        run = cli("track", server.url, "--box", CROSSING_BOX, "--plain", "--out", str(tmp_path / "out2"))
+        stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 2
+    assert stderr.strip().splitlines() == [f"chattracker: error: stream {server.url} opened but gave no frame (not a "
+                                           "video, or a server that cannot seek within a file)"]
+
+
 def test_urls_are_sources_not_paths_and_unknown_schemes_are_refused(tmp_path: Path) -> None:
     assert is_live("0") and is_live("rtsp://127.0.0.1:8554/live") and is_live("https://example.org/v.mp4")
     assert not is_live(str(tmp_path))

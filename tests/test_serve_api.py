@@ -198,6 +198,23 @@ def test_bad_input_is_a_4xx_sentence_and_the_server_keeps_serving(shared_data: P
         assert_still_serving(base)
 
 
+def test_a_sentence_finds_the_target_on_the_first_frame(clips: dict[str, Path]) -> None:
+    with serving(LIMITS) as (base, app):
+        _, session = upload(base, clips["a"])
+        find = f"{base}/api/sessions/{session['id']}/find"
+        status, found = call(find, "POST", {"text": "the person in black on the right"})
+        assert status == 200 and found["lines"][0].startswith("language start: 'the person in black on the right'")
+        x, y, w, h = found["box"]
+        truth_x, truth_y, truth_w, truth_h = CROSSING_BOX
+        overlap = max(0, min(x + w, truth_x + truth_w) - max(x, truth_x)) * max(0, min(y + h, truth_y + truth_h) - max(y, truth_y))
+        assert overlap / (w * h + truth_w * truth_h - overlap) > 0.5, found
+        status, answer = call(find, "POST", {"text": "a giraffe"})
+        assert status == 422 and "no credible target for 'a giraffe'" in answer["error"]
+        assert "draw the box" in answer["error"] and "--box" not in answer["error"]
+        assert call(find, "POST", {"text": "  "})[0] == 400
+        assert call(find, "POST", {"text": "x" * 301})[0] == 400
+
+
 def test_two_sessions_at_once_never_mix_and_the_run_limit_is_a_429(shared_data: Path, clips: dict[str, Path]) -> None:
     with serving(LIMITS) as (base, app):
         (_, first), (_, second) = upload(base, clips["a"]), upload(base, clips["b"])

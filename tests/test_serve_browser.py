@@ -8,6 +8,7 @@ inputs, each a message on the page; then a stream run and a second tab refused w
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -79,6 +80,8 @@ class Server:
                 self.process.kill()
                 self.process.wait()
         self.output = self.process.communicate()
+        folders = re.search(r"session folders under (\S+)\)", self.output[0])
+        assert folders and not Path(folders.group(1)).exists(), f"session folders outlived the server: {self.output}"
 
 
 def test_serve_in_headless_chromium(shared_data: Path, tmp_path: Path) -> None:
@@ -132,6 +135,11 @@ def test_serve_in_headless_chromium(shared_data: Path, tmp_path: Path) -> None:
             find("box").send_keys("400,300,20,20\t")
             find("run").click()
             message("400", "is outside the 360x240 frame")
+            find("text").send_keys("the person in black on the right")
+            find("find").click()
+            wait.until(lambda d: "language start:" in find("find-info").text)
+            found = [float(v) for v in find("box").get_attribute("value").split(",")]
+            assert abs(found[0] - CROSSING_BOX[0]) < 10 and abs(found[1] - CROSSING_BOX[1]) < 10, found
             draw_box(*CROSSING_BOX)
             drawn = [float(v) for v in find("box").get_attribute("value").split(",")]
             assert all(abs(a - b) <= 2 for a, b in zip(drawn, CROSSING_BOX)), drawn

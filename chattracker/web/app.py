@@ -269,6 +269,6 @@ def language_start(session: Session, text: str) -> dict[str, Any]:
     try:
         config, grounder, describer = build_language_start()
         start = find_target(session.first_frame, text, grounder, config, describer)
-    except ChatTrackerError as error:
-        raise Refused(422, str(error)) from None
+    except ChatTrackerError as error:  # the CLI's advice, in the page's words
+        raise Refused(422, str(error).replace("give --box", "draw the box")) from None
     return {"box": [round(v, 1) for v in start.target.box.to_list()], "lines": start.lines()}

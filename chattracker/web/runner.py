@@ -179,6 +179,7 @@ class Run:
             logger.exception("writing the results of session %s failed", self.session.id)
             outcome, message = "failed", f"writing the results failed: {error}"
         finally:
+            self.session.last_used = time.monotonic()  # idle from the end of the run, not its start
             self.message, self.state = message, outcome
             self.version += 1
 

@@ -7,6 +7,7 @@ import http.server
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -28,26 +29,20 @@ def crossing_jpegs(data: Path, count: int = 120) -> list[bytes]:
     return [path.read_bytes() for path in sorted((data / "otb_crossing" / "Crossing" / "img").glob("*.jpg"))[:count]]
 
 
-class MjpegServer:
-    """``/stream.mjpg`` on 127.0.0.1: the frames at ``fps`` as multipart/x-mixed-replace, then ``after``:
-    "close" (the stream dies), "stall" (the connection stays open, silent) or "loop" (again from the start)."""
+class LocalServer:
+    """An HTTP server on 127.0.0.1 (a free port) in a thread, answering GET with ``self.answer``; always shut
+    down on exit."""
 
-    def __init__(self, jpegs: list[bytes], fps: float = 30.0, after: str = "close") -> None:
-        self.jpegs, self.fps, self.after = jpegs, fps, after
-        self.sent = 0
+    name = ""
+
+    def __init__(self) -> None:
         self.closing = threading.Event()
-        server = self
+        answer = self.answer
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                if self.path != "/stream.mjpg":
-                    self.send_error(404)
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
                 try:
-                    server.stream(self.wfile)
+                    answer(self)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
@@ -56,24 +51,13 @@ class MjpegServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{self.name}"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
-    def stream(self, out) -> None:
-        while not self.closing.is_set():
-            for jpeg in self.jpegs:
-                if self.closing.is_set():
-                    return
-                out.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg) + jpeg + b"\r\n")
-                out.flush()
-                self.sent += 1
-                time.sleep(1.0 / self.fps)
-            if self.after == "stall":
-                self.closing.wait(60)
-            if self.after != "loop":
-                return
+    def answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        raise NotImplementedError
 
-    def __enter__(self) -> "MjpegServer":
+    def __enter__(self):
         self.thread.start()
         return self
 
@@ -81,6 +65,62 @@ class MjpegServer:
         self.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+class MjpegServer(LocalServer):
+    """``/stream.mjpg``: the frames at ``fps`` as multipart/x-mixed-replace, then ``after``: "close" (the
+    stream dies), "stall" (the connection stays open, silent) or "loop" (again from the start)."""
+
+    name = "stream.mjpg"
+
+    def __init__(self, jpegs: list[bytes], fps: float = 30.0, after: str = "close") -> None:
+        self.jpegs, self.fps, self.after = jpegs, fps, after
+        super().__init__()
+
+    def answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        if request.path != "/" + self.name:
+            request.send_error(404)
+            return
+        request.send_response(200)
+        request.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+        request.end_headers()
+        while not self.closing.is_set():
+            for jpeg in self.jpegs:
+                if self.closing.is_set():
+                    return
+                request.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg)
+                                    + jpeg + b"\r\n")
+                request.wfile.flush()
+                time.sleep(1.0 / self.fps)
+            if self.after == "stall":
+                self.closing.wait(60)
+            if self.after != "loop":
+                return
+
+
+class FileServer(LocalServer):
+    """One file with HTTP range requests, as web servers serve it (FFmpeg seeks within an mp4)."""
+
+    def __init__(self, path: Path, answer_ranges: bool = True) -> None:
+        self.name, self.data, self.answer_ranges = path.name, path.read_bytes(), answer_ranges
+        super().__init__()
+
+    def answer(self, request: http.server.BaseHTTPRequestHandler) -> None:
+        start, end = 0, len(self.data) - 1
+        wanted = request.headers.get("Range", "")
+        if self.answer_ranges and wanted.startswith("bytes="):
+            first, _, last = wanted[6:].partition("-")
+            start, end = int(first or 0), min(int(last) if last else end, end)
+            request.send_response(206)
+            request.send_header("Content-Range", f"bytes {start}-{end}/{len(self.data)}")
+        else:
+            request.send_response(200)
+        request.send_header("Content-Type", "video/mp4")
+        request.send_header("Content-Length", str(end - start + 1))
+        if self.answer_ranges:
+            request.send_header("Accept-Ranges", "bytes")
+        request.end_headers()
+        request.wfile.write(self.data[start:end + 1])
 
 
 def cli(*args: str, **kwargs) -> subprocess.Popen:
@@ -152,50 +192,6 @@ def test_ctrl_c_stops_a_live_run_and_keeps_what_was_tracked(shared_data: Path, t
     assert "live: stream" in stdout
 
 
-class FileServer:
-    """Serves one file on 127.0.0.1 with HTTP range requests, as web servers do (FFmpeg seeks in an mp4)."""
-
-    def __init__(self, path: Path, answer_ranges: bool = True) -> None:
-        data = path.read_bytes()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                start, end = 0, len(data) - 1
-                wanted = self.headers.get("Range", "")
-                if answer_ranges and wanted.startswith("bytes="):
-                    first, _, last = wanted[6:].partition("-")
-                    start, end = int(first or 0), min(int(last) if last else end, end)
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{end}/{len(data)}")
-                else:
-                    self.send_response(200)
-                self.send_header("Content-Type", "video/mp4")
-                self.send_header("Content-Length", str(end - start + 1))
-                if answer_ranges:
-                    self.send_header("Accept-Ranges", "bytes")
-                self.end_headers()
-                try:
-                    self.wfile.write(data[start:end + 1])
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{path.name}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> "FileServer":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 def test_a_video_file_over_http_is_tracked_whole_in_order(shared_data: Path, tmp_path: Path) -> None:
     from tests.test_serve_api import make_clip
 
@@ -224,10 +220,12 @@ def test_urls_are_sources_not_paths_and_unknown_schemes_are_refused(tmp_path: Pa
 
 
 def test_unreachable_stream_is_one_line_naming_the_url_unmangled(tmp_path: Path) -> None:
-    with socket_closed_port() as port:
-        url = f"rtsp://127.0.0.1:{port}/live"
-        run = cli("track", url, "--box", "1,1,5,5", "--out", str(tmp_path / "out"), "--stall-timeout", "3")
-        stdout, stderr = run.communicate(timeout=60)
+    with socket.socket() as probe:  # a port of 127.0.0.1 with nothing listening once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"rtsp://127.0.0.1:{port}/live"
+    run = cli("track", url, "--box", "1,1,5,5", "--out", str(tmp_path / "out"), "--stall-timeout", "3")
+    stdout, stderr = run.communicate(timeout=60)
     assert run.returncode == 2
     assert stderr.strip().splitlines() == [f"chattracker: error: stream {url} cannot be opened"]
     assert not (tmp_path / "out").exists()
@@ -250,17 +248,3 @@ def test_live_source_keeps_only_the_newest_frame(shared_data: Path) -> None:
                 time.sleep(0.05)
     assert taken[0] == (240, 360, 3) and source.received == 40
     assert source.dropped == 40 - len(taken) and source.dropped > 10
-
-
-class socket_closed_port:
-    """A port on 127.0.0.1 with nothing listening."""
-
-    def __enter__(self) -> int:
-        import socket
-
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            return probe.getsockname()[1]
-
-    def __exit__(self, *exc_info: object) -> None:
-        pass

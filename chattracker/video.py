@@ -226,11 +226,12 @@ class LiveSource:
 
     def _open(self) -> cv2.VideoCapture:
         milliseconds = int(self.stall_timeout * 1000)
+        # OpenCV's and FFmpeg's own warnings ("can't open camera by index", "Stream ends prematurely")
+        # would add lines to the one error line
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         if is_camera_index(self.source):
             return cv2.VideoCapture(int(self.source))
-        # FFmpeg's own messages ("Stream ends prematurely") would add lines to the one error line
         os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds,
                                                              cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
 

@@ -231,9 +231,12 @@ def test_unreachable_stream_is_one_line_naming_the_url_unmangled(tmp_path: Path)
     assert not (tmp_path / "out").exists()
 
 
-def test_a_camera_that_is_not_there_is_one_line() -> None:
+def test_a_camera_that_is_not_there_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(StreamError, match="camera 9"):
         open_source("9", stall_timeout=2)
+    run = cli("track", "9", "--box", "1,1,5,5", "--out", str(tmp_path / "out"), "--stall-timeout", "2")
+    stdout, stderr = run.communicate(timeout=60)
+    assert run.returncode == 2 and stderr.strip().splitlines() == ["chattracker: error: camera 9 cannot be opened"]
 
 
 def test_live_source_keeps_only_the_newest_frame(shared_data: Path) -> None:

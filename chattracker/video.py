@@ -1,4 +1,5 @@
-"""Frame sources (video file or image folder, read lazily) and the annotated-video writer.
+"""Frame sources (video file or image folder, read lazily; a webcam or a stream URL, read live) and the
+annotated-video writer.
 
 Frames leave this module as RGB uint8 arrays; OpenCV's BGR stays inside.
 """
@@ -9,9 +10,13 @@ import logging
 import os
 import re
 import tempfile
+import threading
+import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -125,6 +130,207 @@ class FrameSource:
                                self.path, index, self.num_frames)
         finally:
             capture.release()
+
+
+# Schemes OpenCV's FFmpeg backend reads as a network stream; anything else with "://" is refused by name
+# rather than looked up as a file (``rtsp://h/x`` is no path, and Path() would fold it to ``rtsp:/h/x``).
+STREAM_SCHEMES = ("rtsp", "rtsps", "http", "https")
+DEFAULT_STALL_TIMEOUT = 10.0
+
+
+class StreamError(InputError):
+    """A live source that cannot be opened, stalls or disconnects."""
+
+
+def is_camera_index(source: str) -> bool:
+    return source.isdigit() and not Path(source).exists()
+
+
+def stream_scheme(source: str) -> str | None:
+    """The URL scheme of ``source`` when it names a stream (``http``...), None for a path; unknown schemes
+    are an error naming the ones accepted."""
+    if "://" not in source:
+        return None
+    scheme = source.split("://", 1)[0].lower()
+    if scheme not in STREAM_SCHEMES:
+        raise InputError(f"{redact(source)}: {scheme}:// sources are not supported; give a video file, a folder of "
+                         f"frames, a webcam index (0) or a stream URL ({', '.join(s + '://' for s in STREAM_SCHEMES)})")
+    return scheme
+
+
+def redact(url: str) -> str:
+    """The URL without its password (``rtsp://user:***@host/...``), for messages and records."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def is_live(source: str | os.PathLike[str]) -> bool:
+    """Whether ``source`` is read as a live source (webcam index or stream URL) rather than a path."""
+    text = os.fspath(source)
+    return is_camera_index(text) or stream_scheme(text) is not None
+
+
+def open_source(source: str | os.PathLike[str], stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> "FrameSource | LiveSource":
+    """A ``LiveSource`` for a webcam index or a stream URL, a ``FrameSource`` for a file or folder."""
+    if is_live(source):
+        return LiveSource(os.fspath(source), stall_timeout)
+    return FrameSource(source)
+
+
+class LiveSource:
+    """Frames of a webcam or network stream, read by a thread that keeps only the newest one.
+
+    A live source does not wait for the tracker: a frame that arrives before the previous one was taken is
+    dropped (``dropped``), so tracking stays current and memory stays bounded. A stream that announces a
+    frame count (a video file served over HTTP) is read whole instead, a few frames ahead. No new frame
+    within ``stall_timeout`` seconds, or the connection closing, ends the iteration with a ``StreamError``;
+    ``stop()`` ends it quietly (Ctrl-C)."""
+
+    AHEAD = 8  # frames read ahead of the tracker when nothing may be dropped
+
+    def __init__(self, source: str, stall_timeout: float = DEFAULT_STALL_TIMEOUT) -> None:
+        if not (stall_timeout > 0 and np.isfinite(stall_timeout)):
+            raise InputError(f"--stall-timeout must be a positive number of seconds, got {stall_timeout}")
+        self.source = source
+        self.name = f"camera {source}" if is_camera_index(source) else f"stream {redact(source)}"
+        self.stall_timeout = float(stall_timeout)
+        self.path = None
+        self.is_folder = False
+        self.received = 0
+        self.dropped = 0
+        self.fps = 30.0
+        self.num_frames: int | None = None
+        self.live = True
+        self._buffer: deque[Frame] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False  # a plain flag: stop() runs in a signal handler
+        self._ended: str | None = None
+        self._last_arrival = time.monotonic()
+        self._thread = threading.Thread(target=self._read, name=f"chattracker-live-{source[:40]}", daemon=True)
+        self._thread.start()
+        try:
+            first = self._next_frame(first=True)
+        except StreamError:
+            self.close()
+            raise
+        if first is None:
+            raise StreamError(f"{self.name} was stopped before its first frame")
+        self._first: Frame | None = first
+        self.height, self.width = first.shape[:2]
+
+    def _open(self) -> cv2.VideoCapture:
+        milliseconds = int(self.stall_timeout * 1000)
+        # OpenCV's and FFmpeg's own warnings ("can't open camera by index", "Stream ends prematurely")
+        # would add lines to the one error line
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        if is_camera_index(self.source):
+            return cv2.VideoCapture(int(self.source))
+        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds,
+                                                             cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds])
+
+    def _read(self) -> None:
+        capture, why = None, "ended"
+        try:
+            capture = self._open()
+            if not capture.isOpened():
+                why = "cannot be opened"
+                return
+            fps = capture.get(cv2.CAP_PROP_FPS)
+            self.fps = float(fps) if fps and np.isfinite(fps) and 0 < fps <= 1000 else 30.0
+            count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            if not is_camera_index(self.source) and np.isfinite(count) and count > 0:
+                self.num_frames, self.live = int(count), False
+            while not self._stopping:
+                ok, bgr = capture.read()
+                if not ok or bgr is None:
+                    why = "ended" if not self.live else "closed the connection"
+                    return
+                frame = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+                with self._cond:
+                    if self.live:
+                        self.dropped += len(self._buffer)
+                        self._buffer.clear()
+                    else:
+                        while len(self._buffer) >= self.AHEAD and not self._stopping:
+                            self._cond.wait(0.1)
+                    self._buffer.append(frame)
+                    self.received += 1
+                    self._last_arrival = time.monotonic()
+                    self._cond.notify_all()
+        except Exception as error:  # an OpenCV fault in the thread must still end the iteration with a line
+            why = f"failed: {error}"
+        finally:
+            # released before the end is announced: the process may exit right after, and OpenCV aborts
+            # when its capture is torn down under a running thread
+            if capture is not None:
+                capture.release()
+            self._finish(why)
+
+    def _finish(self, why: str) -> None:
+        with self._cond:
+            self._ended = why
+            self._cond.notify_all()
+
+    def _next_frame(self, first: bool = False) -> Frame | None:
+        """The newest frame (live) or the next one; None once stopped; ``StreamError`` on stall or end."""
+        with self._cond:
+            while not self._buffer:
+                if self._stopping:
+                    return None
+                if self._ended is not None:
+                    if self._ended == "ended" and not first:
+                        return None
+                    if first and self._ended in ("ended", "closed the connection"):
+                        raise StreamError(f"{self.name} opened but gave no frame (not a video, or a server that "
+                                          "cannot seek within a file)")
+                    after = "" if first else f" after {self.received} frames received"
+                    raise StreamError(f"{self.name} {self._ended}{after}")
+                waited = time.monotonic() - self._last_arrival
+                if waited >= self.stall_timeout:
+                    what = "sent no frame" if first else "stopped sending frames"
+                    raise StreamError(f"{self.name} {what} for {self.stall_timeout:g} s"
+                                      + ("" if first else f" (after {self.received} frames received)")
+                                      + " (--stall-timeout)")
+                self._cond.wait(min(0.2, self.stall_timeout - waited))  # short: a stop() is seen promptly
+            frame = self._buffer.popleft()
+            self._cond.notify_all()
+            return frame
+
+    def __iter__(self) -> Iterator[Frame]:
+        try:
+            if self._first is not None:
+                first, self._first = self._first, None
+                yield first
+            while True:
+                frame = self._next_frame()
+                if frame is None:
+                    return
+                yield frame
+        finally:
+            self.close()
+
+    def stop(self) -> None:
+        """End the iteration after the current frame (safe from a signal handler: sets a flag only)."""
+        self._stopping = True
+
+    def close(self) -> None:
+        """Stop reading and wait for the reader to let go of the capture (a read blocked in the network
+        gives up by itself after the stall timeout, FFmpeg's read timeout)."""
+        self._stopping = True
+        with self._cond:
+            self._cond.notify_all()
+        self._thread.join(timeout=self.stall_timeout + 2)
+
+    def stats(self) -> dict[str, object]:
+        return {"source": self.name, "received": self.received, "dropped": self.dropped, "source_fps": self.fps,
+                "live": self.live}
 
 
 def check_init_box(box: Box, width: int, height: int) -> Box:

@@ -1,0 +1,1 @@
+"""`chattracker serve`: the browser UI (FastAPI app, per-session state, one static HTML page)."""

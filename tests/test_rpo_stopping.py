@@ -1,0 +1,42 @@
+"""RPO's early stop (DESIGN.md section 1): the loop stops once the describer's phrase finds ONLY the target, i.e.
+every grounded box is positive. A phrase that finds the target first but also a look-alike is exactly what reflection
+is for: its look-alike's word becomes negative feedback and the describer is asked again."""
+
+from __future__ import annotations
+
+import pytest
+
+from chattracker.rpo import RPOConfig, run_rpo
+from tests.test_rpo_fakes import SCENE, TARGET, ScriptedDescriber, WordGrounder, image
+
+
+def test_a_phrase_that_also_finds_a_look_alike_is_refined_not_accepted():
+    grounder = WordGrounder(SCENE)
+    # "red person": the target scores 1.0 (top box, positive); the blue-coated person scores 0.5 (negative)
+    describer = ScriptedDescriber(["red person", "red left", "never asked"])
+    result = run_rpo(image(), TARGET, describer, grounder, RPOConfig(iterations=3))
+    first, second = result.trace["rounds"]
+    assert [box["positive"] for box in first["grounding"]["boxes"]] == [True, False]
+    assert first["top1_iou"] == pytest.approx(1.0) and first["negative_words"] == ["person"]
+    assert len(describer.feedbacks) == 2 and describer.script == ["never asked"]  # asked again, then stopped
+    assert describer.feedbacks[1].negative_words == ["person"]
+    assert [box["positive"] for box in second["grounding"]["boxes"]] == [True]  # only the target: stop here
+    assert result.description.foreground == "red person"  # ties keep the earliest; both hit the target
+    assert result.trace["selected_round"] == 1
+
+
+def test_a_phrase_finding_only_the_target_stops_after_one_round_but_not_without_early_stop():
+    stopped = ScriptedDescriber(["red left", "red person", "red coat"])
+    run_rpo(image(), TARGET, stopped, WordGrounder(SCENE), RPOConfig(iterations=3))
+    assert len(stopped.feedbacks) == 1
+    kept_going = ScriptedDescriber(["red left", "red person", "red coat"])
+    result = run_rpo(image(), TARGET, kept_going, WordGrounder(SCENE), RPOConfig(iterations=3, early_stop=False))
+    assert len(kept_going.feedbacks) == 3 and len(result.trace["rounds"]) == 3
+
+
+def test_a_look_alike_ranked_first_is_not_a_stop_either():
+    # "blue coat": the look-alike (blue, coat) scores 1.0 above the target (coat) at 0.5
+    describer = ScriptedDescriber(["blue coat", "red left"])
+    result = run_rpo(image(), TARGET, describer, WordGrounder(SCENE), RPOConfig(iterations=3))
+    assert [box["positive"] for box in result.trace["rounds"][0]["grounding"]["boxes"]][:2] == [False, True]
+    assert len(describer.feedbacks) == 2 and result.description.foreground == "red left"

@@ -271,35 +271,66 @@ def fold_of(names: list[str], folds: int) -> dict[str, int]:
     return {name: index % count for index, name in enumerate(ordered)}
 
 
-def cross_validate(sequences: list[Sequence], args, settings: dict[str, Any], out: Path, kinds: list[str]
-                   ) -> dict[str, dict[str, Any]]:
+def scene_sequences(seeds: list[int], folder: Path) -> list[Sequence]:
+    """The demo's synthetic scene at other background seeds, written as a ``folder`` dataset (PNG frames;
+    ``nan`` ground truth where no pixel of the target shows): training rows only, never reported. Real
+    development video has no sentence whose colour tells the target from a look-alike; this scene does."""
+    import cv2
+
+    from chattracker.demo_scene import DemoScene
+
+    for seed in seeds:
+        target = folder / f"DemoScene_seed{seed}"
+        if (target / "groundtruth.txt").is_file():
+            continue
+        scene = DemoScene(seed=seed)
+        (target / "img").mkdir(parents=True, exist_ok=True)
+        for index, frame in enumerate(scene):
+            if not cv2.imwrite(str(target / "img" / f"{index + 1:08d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)):
+                raise OSError(f"cannot write frames into {target / 'img'}")
+        rows = [[float("nan")] * 4 if absent else box.to_list() for box, absent in zip(scene.ground_truth, scene.absent)]
+        rows[0] = scene.ground_truth[0].to_list()
+        write_boxes(target / "groundtruth.txt", rows)
+    return list(load_dataset("folder", folder).sequences.select([f"DemoScene_seed{s}" for s in seeds]))
+
+
+def collect_sequence(sequence: Sequence, args, settings: dict[str, Any], out: Path, oracle: bool) -> dict[str, Any]:
+    """Pass one for a sequence: the rounds of a wrapper that never leaves the base and of the oracle,
+    written to ``collect/<sequence>.json`` atomically."""
+    plan = {"collect": {**settings, "selection": "base"}}
+    if oracle:
+        plan["oracle"] = {**settings, "selection": "oracle"}
+    row = run_sequence(sequence, args.base, plan, out / "pass1", not args.no_progress, collect=tuple(plan))
+    folder = out / "collect"
+    folder.mkdir(parents=True, exist_ok=True)
+    temporary = folder / f".{sequence.name}.json.partial"
+    temporary.write_text(json.dumps({"sequence": sequence.name, "base": args.base, "rounds": row["collected"]}))
+    os.replace(temporary, folder / f"{sequence.name}.json")
+    return row
+
+
+def cross_validate(sequences: list[Sequence], args, settings: dict[str, Any], out: Path, kinds: list[str],
+                   extra_training: list[Sequence] = ()) -> dict[str, dict[str, Any]]:
     """Collect every sequence's rounds from a wrapper that never leaves the base and from the oracle
     (which re-initialises the base on the best candidate every round, so its rounds hold the moments a
     base starts to drift), then run each fold's sequences with a model fitted on the other folds only."""
-    collect_dir = out / "collect"
-    collect_dir.mkdir(parents=True, exist_ok=True)
     oracle: dict[str, dict[str, Any]] = {}
     rounds: dict[str, list[dict[str, Any]]] = {}
     for sequence in tqdm(sequences, desc="collect", unit="seq", disable=args.no_progress):
-        plan = {"collect": {**settings, "selection": "base"}}
-        if "oracle" in kinds:
-            plan["oracle"] = {**settings, "selection": "oracle"}
-        row = run_sequence(sequence, args.base, plan, out / "pass1", not args.no_progress, collect=tuple(plan))
+        row = collect_sequence(sequence, args, settings, out, "oracle" in kinds)
         rounds[sequence.name] = row["collected"]
         if "oracle" in kinds:
             oracle[sequence.name] = row["oracle"]
-        temporary = collect_dir / f".{sequence.name}.json.partial"
-        temporary.write_text(json.dumps({"sequence": sequence.name, "base": args.base, "rounds": row["collected"]}))
-        os.replace(temporary, collect_dir / f"{sequence.name}.json")
+    extra = {s.name: collect_sequence(s, args, settings, out, True)["collected"] for s in extra_training}
     folds = fold_of([s.name for s in sequences], args.folds)
     rows: dict[str, dict[str, Any]] = {}
     from chattracker.fusion.target_model import save_model
 
     for fold in tqdm(sorted(set(folds.values())), desc="folds", unit="fold", disable=args.no_progress):
         training = {n: r for n, r in rounds.items() if folds[n] != fold}
-        model = fit({args.base: training})
+        model = fit({args.base: {**training, **extra}})
         model_file = out / "folds" / f"fold{fold:02d}.json"
-        save_model(model, model_file, {"trained_on": sorted(training), "fold": fold})
+        save_model(model, model_file, {"trained_on": sorted(training), "fold": fold, "scene_seeds": sorted(extra)})
         for sequence in [s for s in sequences if folds[s.name] == fold]:
             row = run_sequence(sequence, args.base, {"chattracker": {**settings, "model": str(model_file)}}, out,
                                not args.no_progress)
@@ -326,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=None, metavar="K",
                         help="cross-validate by sequence: fit on the other folds, report each sequence with a model "
                              "that never saw it (0: leave one sequence out)")
+    parser.add_argument("--train-scenes", default="1,2,3,4,5,6", metavar="SEEDS",
+                        help="--folds: the demo scene at these background seeds joins every fold's training (never "
+                             "reported; the demo itself is seed 7); empty: none")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle run (faster)")
     parser.add_argument("--out", default="runs/bench_fusion", help="folder for the result files")
     parser.add_argument("--json", help="also write the JSON report here")
@@ -346,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds = [k for k in KINDS if k != "oracle" or not args.no_oracle]
     machine = machine_info()
     if args.folds is not None:
-        rows = cross_validate(sequences, args, settings, out, kinds)
+        seeds = [int(v) for v in args.train_scenes.split(",") if v.strip()]
+        scenes = scene_sequences(seeds, Path(args.out) / "scenes") if seeds else []
+        rows = cross_validate(sequences, args, settings, out, kinds, scenes)
     else:
         plan = {"chattracker": settings}
         if "oracle" in kinds:

@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     collected = {}
     for base in [b.strip() for b in args.bases.split(",") if b.strip()]:
         folder = Path(args.collected) / base / "collect"
-        sequences = load_collected(folder)
+        sequences = load_collected(folder)  # the demo scene's training seeds included (DemoScene_seed*)
         if not sequences:
             raise SystemExit(f"bench: error: no collected rounds in {folder} (run bench/fusion.py --folds first)")
         collected[base] = sequences

@@ -94,8 +94,7 @@ def replay(rounds: list[dict[str, Any]], scorer: LinearScorer, path: TrackletPat
         state = path.update(evidence, set(record.get("alive", [])) | set(evidence))
         picked = [(logit, c) for c, logit in zip(candidates, logits) if c["identity"] == state]
         best = max(picked, key=lambda pair: pair[0], default=None)
-        # As the selector: an unsure pick (log-odds < 0) or no pick keeps the base box.
-        chosen = best[1] if best is not None and (best[0] >= 0.0 or best[1] is candidates[0]) else candidates[0]
+        chosen = best[1] if best is not None else candidates[0]  # as the selector: no pick keeps the base box
         chosen_iou.append(chosen["iou"])
         base_iou.append(candidates[0]["iou"])
     return float(np.mean(chosen_iou)) if chosen_iou else 0.0, float(np.mean(base_iou)) if base_iou else 0.0

@@ -5,8 +5,7 @@ tracklet, the base box is kept as it is (its size too: a correction must not cha
 the evidence supports). When it is another tracklet found this round, that candidate's box is output and
 the base tracker is re-initialised on it; the tracklet the base followed stays alive in the path, so
 the switch is undone when the evidence turns. When the target's tracklet was not found this round, the
-base box is kept and nothing is re-initialised; so it is when the target's tracklet was found only with
-a probability under one half.
+base box is kept and nothing is re-initialised.
 
 ``random`` and ``oracle`` selections exist for the ablation the paper reports (the oracle is the upper
 bound the candidates allow; it reads the ground truth and is for analysis only); ``base`` never
@@ -35,7 +34,7 @@ class Decision:
     box: Box | None
     reinitialize: bool
     confirmed: bool
-    kind: str  # kept | confirmed | recovered | unseen | unsure | random | oracle | base
+    kind: str  # kept | confirmed | recovered | unseen | random | oracle | base
     reason: str
     candidates: list[Candidate] = field(default_factory=list)
     chosen: Candidate | None = None  # the candidate that is the target this round (None: not seen)
@@ -93,11 +92,6 @@ class Selector:
         chosen = max(found, key=lambda c: c.total, default=None)
         if chosen is None:
             return Decision(base.box, False, confirmed, "unseen", "target's tracklet not found; base box kept",
-                            candidates, None, state=state)
-        if chosen is not base and chosen.total < 0.0:
-            # The path prefers a tracklet whose candidate this round is more likely not the target than
-            # the target (probability under 0.5): the base box is kept and nothing is re-initialised.
-            return Decision(base.box, False, confirmed, "unsure", "target's tracklet found only unsure; base box kept",
                             candidates, None, state=state)
         if chosen is base or chosen.box.iou(base.box) >= self.switch_iou:
             kind = "confirmed" if confirmed else "kept"

@@ -18,13 +18,13 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Annotated, Any, Iterable, Iterator
 
 import cv2
 import numpy as np
 import yaml
 
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_instance, check_settings
 from chattracker.errors import ConfigError, InputError
 from chattracker.grounding.phrases import head_noun, parse_phrase, tokenize
 from chattracker.types import Box, Frame, Proposals
@@ -45,22 +45,25 @@ class LanguageStartConfig:
     # fitting detection (a 30 px gull) is better than none; min_score still decides credibility.
     grounder_params: dict[str, Any] = field(default_factory=lambda: {"score_threshold": 0.1})
     describer: str = "attributes"  # says what each top candidate is ("" = no descriptions)
-    zoom_grid: int = 2  # YOLOX: also detect on grid x grid enlarged tiles (1: whole frame only)
-    min_score: float = 0.05  # the best candidate's final score must reach this to be credible (a look-alike
-                             # seen at the detection threshold, 0.1 x 0.6, still is)
-    lookalike_discount: float = 0.6  # a detection of a look-alike class scores this fraction
-    pair_max_gap: float = 0.5  # "couple": two boxes at most this many box widths apart make one pair
-    motion_gap: int = 5  # frames between frame 1 and the frame that tells what moves
-    motion_weight: float = 0.4  # share of the score decided by motion when the sentence speaks of it
-    moving_shift: float = 0.1  # a box moved if it shifted this fraction of its size beyond the scene
-    max_candidates: int = 5  # shown and drawn
+    zoom_grid: Annotated[int, Range(1, 8), Why(
+        "YOLOX: also detect on grid x grid enlarged tiles (1: whole frame only); small targets need 2")] = 2
+    min_score: Annotated[float, Range(0.0, 1.0), Why(
+        "the best candidate's final score must reach this to be credible (a look-alike seen at the detection "
+        "threshold, 0.1 x 0.6, still is)")] = 0.05
+    lookalike_discount: Annotated[float, Range(0.0, 1.0), Why(
+        "a detection of a look-alike class scores this fraction of a detection of the named class")] = 0.6
+    pair_max_gap: Annotated[float, Range(0.0, None), Why(
+        "\"couple\": two boxes at most this many box widths apart make one pair")] = 0.5
+    motion_gap: Annotated[int, Range(0, None), Why(
+        "frames between frame 1 and the frame that tells what moves")] = 5
+    motion_weight: Annotated[float, Range(0.0, 1.0), Why(
+        "share of the score decided by motion when the sentence speaks of it")] = 0.4
+    moving_shift: Annotated[float, Range(0.0, 1.0), Why(
+        "a box moved if it shifted this fraction of its size beyond the scene's own shift")] = 0.1
+    max_candidates: Annotated[int, Range(1, None), Why("candidates shown and drawn")] = 5
 
     def __post_init__(self) -> None:
-        for name in ("min_score", "lookalike_discount", "motion_weight", "moving_shift"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"language_start.{name} must be within 0..1, got {getattr(self, name)}")
-        if self.zoom_grid < 1 or self.motion_gap < 0 or self.max_candidates < 1:
-            raise ConfigError("language_start: zoom_grid and max_candidates must be >= 1, motion_gap >= 0")
+        check_instance("language_start", self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "LanguageStartConfig":

@@ -28,6 +28,7 @@ from chattracker.config import Range, Why, check_instance, check_settings
 from chattracker.errors import ConfigError, InputError
 from chattracker.grounding.phrases import head_noun, parse_phrase, tokenize
 from chattracker.types import Box, Frame, Proposals
+from chattracker.video import LABEL_SCALE, fit_text
 
 logger = logging.getLogger(__name__)
 
@@ -361,14 +362,12 @@ def start_for_spec(spec: str, tracker: Any, frames: Iterable[Frame],
 def draw_candidates(image: Frame, start: LanguageStart, path: str | Path, truth: Box | None = None) -> Path:
     """Frame 1 with the candidates (green: the target, orange: runners-up, yellow: ``truth``), written
     atomically as PNG."""
+    # Drawn at the frame's own size, as the video is: the boxes line up with boxes.txt pixel for pixel.
     canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    scale = max(1.0, 640.0 / max(canvas.shape[:2]))
-    if scale > 1.0:
-        canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     thickness = max(1, int(round(canvas.shape[1] / 400)))
 
     def draw(box: Box, color: tuple[int, int, int], label: str, width: int) -> None:
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in box.to_xyxy())
+        x1, y1, x2, y2 = (int(round(v)) for v in box.to_xyxy())
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, width)
         cv2.putText(canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
 
@@ -377,8 +376,10 @@ def draw_candidates(image: Frame, start: LanguageStart, path: str | Path, truth:
     for rank, candidate in reversed(list(enumerate(start.candidates, start=1))):
         draw(candidate.box, (0, 200, 0) if rank == 1 else (0, 140, 255), f"#{rank} {candidate.score:.2f}",
              thickness * (2 if rank == 1 else 1))
-    cv2.putText(canvas, start.text[:80], (6, canvas.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    rows = fit_text(start.text, canvas.shape[1] - 12)
+    for row, line in enumerate(rows):
+        y = canvas.shape[0] - 8 - 16 * (len(rows) - 1 - row)
+        cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", canvas)

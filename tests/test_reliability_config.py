@@ -99,8 +99,8 @@ def test_every_section_with_numbers_is_walked():
     for package in ("chattracker", "chattracker_eval", "chattracker_trackers"):
         root = importlib.import_module(package)
         for info in pkgutil.walk_packages(root.__path__, f"{package}."):
-            if any(part in info.name for part in ("offload", "ray_backend", "toolkits", "fusion")):
-                continue  # engine internals and bridges take no config sections; fusion comes via FusionConfig
+            if any(part in info.name for part in ("offload", "ray_backend", "toolkits")):
+                continue  # the engine's internals (torch) and the toolkit bridges take no config section
             module = importlib.import_module(info.name)
             for _, value in inspect.getmembers(module, lambda v: inspect.isclass(v) or inspect.isfunction(v)):
                 if value.__module__ != info.name:

@@ -304,8 +304,8 @@ def naming_source(source: str | os.PathLike[str] | None) -> Iterator[None]:
     try:
         yield
     except ConfigError as error:
-        if source is None or str(source).startswith("<") or str(error).startswith(str(source)):
-            raise
+        if source is None or not os.path.isfile(source) or str(error).startswith(str(source)):
+            raise  # only a file is worth naming (not "--tracker" or "<dict>")
         raise ConfigError(f"{source}: {error}") from None
 
 

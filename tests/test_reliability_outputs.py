@@ -136,19 +136,27 @@ def test_report_onto_a_full_disk_names_out_and_keeps_the_old_report(shared_data,
 
 
 def test_a_killed_runs_staging_folder_is_removed_by_the_next_run(shared_data, tmp_path):
+    # Crossing's 120 frames five times over (links): a run long enough to be killed in the middle on a busy machine
+    frames = tmp_path / "long"
+    frames.mkdir()
+    originals = sorted((shared_data / "otb_crossing/Crossing/img").glob("*.jpg"))
+    for index in range(5 * len(originals)):
+        (frames / f"{index + 1:05d}.jpg").symlink_to(originals[index % len(originals)])
     out = tmp_path / "runs" / "crossing"
-    command = [str(BIN / "chattracker"), "track", str(shared_data / "otb_crossing/Crossing/img"), "--box",
-               "205,151,17,50", "--tracker", "kcf", "--out", str(out), "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [str(BIN / "chattracker"), "track", str(frames), "--box", "205,151,17,50", "--tracker", "csrt",
+               "--out", str(out), "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
-    while not list(out.parent.glob(".crossing.partial-*/annotated*")) and time.monotonic() < deadline:
+    while not list(out.parent.glob(".crossing.partial-*/.annotated*")) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.05)
+    assert process.poll() is None, "the run ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.wait()
     left = list(out.parent.glob(".crossing.partial-*"))
     assert len(left) == 1 and f".partial-{process.pid}-" in left[0].name  # kill -9 leaves it, naming the pid
     live = out.parent / f".other.partial-{os.getpid()}-abcd"  # a run still going (this process): kept
     live.mkdir()
-    done = subprocess.run(command[:-1] + ["--max-frames", "3", "--no-progress"], capture_output=True)
+    done = subprocess.run(command + ["--max-frames", "3"], capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
     assert sorted(p.name for p in out.parent.iterdir()) == [live.name, "crossing"]

@@ -91,11 +91,11 @@ class RunFolder:
         return publish_folder(self.staging, self._target)
 
 
-def no_room(error: OSError, out: Path) -> InputError:
+def no_room(error: OSError, out: Path, moved: int = 0) -> InputError:
     """A full disk met while writing into a staging folder, told as the folder the user named (the staging
-    path means nothing to them)."""
-    return InputError(f"cannot write the results into {out}: {os.strerror(error.errno).lower()} "
-                      "(nothing was written there)")
+    path means nothing to them); ``moved``: files already moved in when it struck."""
+    done = f"{moved} file(s) there were replaced" if moved else "nothing was written there"
+    return InputError(f"cannot write the results into {out}: {os.strerror(error.errno).lower()} ({done})")
 
 
 @contextlib.contextmanager
@@ -104,16 +104,18 @@ def staged_into(out: Path) -> Iterator[Path]:
     once the block succeeds: a failure, a full disk included, leaves ``out`` as it was."""
     out.mkdir(parents=True, exist_ok=True)
     staging = make_staging(out)
+    moved = 0
     try:
         yield staging
         for path in sorted(p for p in staging.rglob("*") if p.is_file()):
             target = out / path.relative_to(staging)
-            target.parent.mkdir(parents=True, exist_ok=True)
+            target.parent.mkdir(parents=True, exist_ok=True)  # the one step here that can still need room
             make_shareable(path)
             os.replace(path, target)
+            moved += 1
     except OSError as error:
         if error.errno in NO_ROOM:
-            raise no_room(error, out) from None
+            raise no_room(error, out, moved) from None
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -10,15 +10,17 @@ A config file looks like::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import math
+import numbers
 import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import yaml
 
@@ -77,7 +79,9 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
+    except _DuplicateKey as error:
+        raise ConfigError(f"{path}: {error}") from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -85,17 +89,38 @@ def load_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: malformed YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a text file") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file would silently run every default: most likely the wrong file
+        raise ConfigError(f"{path}: the config file is empty (no settings); give a file with settings, or no --config")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level, got {type(data).__name__}")
     return data
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping; plain YAML loaders keep the last one without a word."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (``tracker:`` twice)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, typing.Hashable) and key in seen:
+                mark = key_node.start_mark
+                raise _DuplicateKey(f"duplicate key {key!r} at line {mark.line + 1} (YAML would keep only the last)")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def check_keys(section: str, data: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(f"{section}: unknown setting(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        raise ConfigError(f"{section}: unknown setting(s) {', '.join(unknown)}; allowed: "
+                          f"{', '.join(sorted(allowed)) or 'none'}")
 
 
 def check_settings(section: str, data: Mapping[str, Any] | None, target: type | Callable[..., Any]) -> dict[str, Any]:
@@ -123,6 +148,13 @@ def check_settings(section: str, data: Mapping[str, Any] | None, target: type | 
             raise ConfigError(f"{section}.{key} must be in {bounds.text()}, got {value!r}")
         checked[key] = converted
     return checked
+
+
+def check_instance(section: str, instance: Any) -> None:
+    """Check a dataclass built directly in code (not from a config) by the same rules as ``check_settings``:
+    call it from ``__post_init__`` so ``RPOConfig(positive_iou=float("nan"))`` fails like the YAML would."""
+    check_settings(section, {f.name: getattr(instance, f.name) for f in dataclasses.fields(instance) if f.init},
+                   type(instance))
 
 
 def describe_settings(target: type | Callable[..., Any]) -> list[SettingInfo]:
@@ -190,10 +222,12 @@ def _conform(value: Any, expected: Any) -> tuple[bool, Any]:
         return value is None, value
     if expected is bool:
         return isinstance(value, bool), value
+    # numbers.Integral / Real: NumPy scalars too, for settings built in code (YAML gives plain ones)
     if expected is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
+        fits = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+        return fits, int(value) if fits else value
     if expected is float:
-        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        fits = isinstance(value, numbers.Real) and not isinstance(value, bool)
         return fits, float(value) if fits else value
     if expected in (str, Path) or (isinstance(expected, type) and issubclass(expected, os.PathLike)):
         return isinstance(value, str), value
@@ -245,18 +279,34 @@ class TrackerConfig:
         start = data.get("language_start") or {}
         if not isinstance(start, dict):
             raise ConfigError(f"{source}: 'language_start' must be a mapping, got {type(start).__name__}")
+        from chattracker.language_start import LanguageStartConfig
+
+        with naming_source(source):  # checked now, not only when a run starts from a sentence
+            LanguageStartConfig.from_dict(start)
         return cls(tracker, dict(params), enhance, dict(fusion), source, dict(start))
 
     def build(self, **overrides: Any) -> Tracker:
         """Build the base tracker (and the ChatTracker wrapper when ``enhance``)."""
         from chattracker_trackers.base import build_tracker
 
-        base = build_tracker(self.tracker, **{**self.params, **overrides})
-        if not self.enhance:
-            return base
-        from chattracker.wrapper import build_chattracker
+        with naming_source(self.source):
+            base = build_tracker(self.tracker, **{**self.params, **overrides})
+            if not self.enhance:
+                return base
+            from chattracker.wrapper import build_chattracker
 
-        return build_chattracker(base, self.chattracker)
+            return build_chattracker(base, self.chattracker)
+
+
+@contextlib.contextmanager
+def naming_source(source: str | os.PathLike[str] | None) -> Iterator[None]:
+    """A ``ConfigError`` raised inside names the config file it came from (``x.yaml: rpo.iterations ...``)."""
+    try:
+        yield
+    except ConfigError as error:
+        if source is None or not os.path.isfile(source) or str(error).startswith(str(source)):
+            raise  # only a file is worth naming (not "--tracker" or "<dict>")
+        raise ConfigError(f"{source}: {error}") from None
 
 
 def load_tracker_config(path: str | os.PathLike[str]) -> TrackerConfig:

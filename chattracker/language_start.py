@@ -18,16 +18,17 @@ from dataclasses import asdict, dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Annotated, Any, Iterable, Iterator
 
 import cv2
 import numpy as np
 import yaml
 
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_instance, check_settings
 from chattracker.errors import ConfigError, InputError
 from chattracker.grounding.phrases import head_noun, parse_phrase, tokenize
 from chattracker.types import Box, Frame, Proposals
+from chattracker.video import LABEL_SCALE, fit_text
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +46,25 @@ class LanguageStartConfig:
     # fitting detection (a 30 px gull) is better than none; min_score still decides credibility.
     grounder_params: dict[str, Any] = field(default_factory=lambda: {"score_threshold": 0.1})
     describer: str = "attributes"  # says what each top candidate is ("" = no descriptions)
-    zoom_grid: int = 2  # YOLOX: also detect on grid x grid enlarged tiles (1: whole frame only)
-    min_score: float = 0.05  # the best candidate's final score must reach this to be credible (a look-alike
-                             # seen at the detection threshold, 0.1 x 0.6, still is)
-    lookalike_discount: float = 0.6  # a detection of a look-alike class scores this fraction
-    pair_max_gap: float = 0.5  # "couple": two boxes at most this many box widths apart make one pair
-    motion_gap: int = 5  # frames between frame 1 and the frame that tells what moves
-    motion_weight: float = 0.4  # share of the score decided by motion when the sentence speaks of it
-    moving_shift: float = 0.1  # a box moved if it shifted this fraction of its size beyond the scene
-    max_candidates: int = 5  # shown and drawn
+    zoom_grid: Annotated[int, Range(1, 8), Why(
+        "YOLOX: also detect on grid x grid enlarged tiles (1: whole frame only); small targets need 2")] = 2
+    min_score: Annotated[float, Range(0.0, 1.0), Why(
+        "the best candidate's final score must reach this to be credible (a look-alike seen at the detection "
+        "threshold, 0.1 x 0.6, still is)")] = 0.05
+    lookalike_discount: Annotated[float, Range(0.0, 1.0), Why(
+        "a detection of a look-alike class scores this fraction of a detection of the named class")] = 0.6
+    pair_max_gap: Annotated[float, Range(0.0, None), Why(
+        "\"couple\": two boxes at most this many box widths apart make one pair")] = 0.5
+    motion_gap: Annotated[int, Range(0, None), Why(
+        "frames between frame 1 and the frame that tells what moves")] = 5
+    motion_weight: Annotated[float, Range(0.0, 1.0), Why(
+        "share of the score decided by motion when the sentence speaks of it")] = 0.4
+    moving_shift: Annotated[float, Range(0.0, 1.0), Why(
+        "a box moved if it shifted this fraction of its size beyond the scene's own shift")] = 0.1
+    max_candidates: Annotated[int, Range(1, None), Why("candidates shown and drawn")] = 5
 
     def __post_init__(self) -> None:
-        for name in ("min_score", "lookalike_discount", "motion_weight", "moving_shift"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"language_start.{name} must be within 0..1, got {getattr(self, name)}")
-        if self.zoom_grid < 1 or self.motion_gap < 0 or self.max_candidates < 1:
-            raise ConfigError("language_start: zoom_grid and max_candidates must be >= 1, motion_gap >= 0")
+        check_instance("language_start", self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "LanguageStartConfig":
@@ -358,14 +362,12 @@ def start_for_spec(spec: str, tracker: Any, frames: Iterable[Frame],
 def draw_candidates(image: Frame, start: LanguageStart, path: str | Path, truth: Box | None = None) -> Path:
     """Frame 1 with the candidates (green: the target, orange: runners-up, yellow: ``truth``), written
     atomically as PNG."""
+    # Drawn at the frame's own size, as the video is: the boxes line up with boxes.txt pixel for pixel.
     canvas = cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR)
-    scale = max(1.0, 640.0 / max(canvas.shape[:2]))
-    if scale > 1.0:
-        canvas = cv2.resize(canvas, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
     thickness = max(1, int(round(canvas.shape[1] / 400)))
 
     def draw(box: Box, color: tuple[int, int, int], label: str, width: int) -> None:
-        x1, y1, x2, y2 = (int(round(v * scale)) for v in box.to_xyxy())
+        x1, y1, x2, y2 = (int(round(v)) for v in box.to_xyxy())
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, width)
         cv2.putText(canvas, label, (x1, max(12, y1 - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
 
@@ -374,8 +376,10 @@ def draw_candidates(image: Frame, start: LanguageStart, path: str | Path, truth:
     for rank, candidate in reversed(list(enumerate(start.candidates, start=1))):
         draw(candidate.box, (0, 200, 0) if rank == 1 else (0, 140, 255), f"#{rank} {candidate.score:.2f}",
              thickness * (2 if rank == 1 else 1))
-    cv2.putText(canvas, start.text[:80], (6, canvas.shape[0] - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                cv2.LINE_AA)
+    rows = fit_text(start.text, canvas.shape[1] - 12)
+    for row, line in enumerate(rows):
+        y = canvas.shape[0] - 8 - 16 * (len(rows) - 1 - row)
+        cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".png", canvas)

@@ -22,11 +22,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 import numpy as np
 
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_instance, check_settings
 from chattracker.errors import ConfigError
 from chattracker.grounding.base import Grounder
 from chattracker.mllm.base import Attempt, Describer, Feedback
@@ -46,24 +46,22 @@ STOP_WORDS = {"a", "an", "the", "of", "in", "on", "at", "to", "and", "with", "is
 class RPOConfig:
     """Settings of the loop; the paper leaves all of them open, so they are exposed and ablated."""
 
-    iterations: int = 3  # describer rounds at most (a given initial text is grounded before them)
-    positive_iou: float = 0.5  # a grounded box with at least this IoU with the given box is positive
-    box_threshold: float = 0.25  # grounded boxes scoring below this are ignored
-    word_threshold: float = 0.0  # a box's best word must score above this to become feedback
-    max_boxes: int = 10  # only the top-scoring boxes give words
+    iterations: Annotated[int, Range(1, 100), Why(
+        "describer rounds at most (a given initial text is grounded before them); each round is one model call")] = 3
+    positive_iou: Annotated[float, Range(0.0, 1.0), Why(
+        "a grounded box with at least this IoU with the given box is positive (the detection convention, 0.5)")] = 0.5
+    box_threshold: Annotated[float, Range(0.0, 1.0), Why(
+        "grounded boxes scoring below this are ignored (GroundingDINO's demo default, 0.25)")] = 0.25
+    word_threshold: Annotated[float, Range(0.0, 1.0), Why(
+        "a box's best word must score above this to become feedback (0: any word that wins counts)")] = 0.0
+    max_boxes: Annotated[int, Range(1, None), Why(
+        "only the top-scoring boxes give words: low-scoring ones are mostly noise")] = 10
     selection: str = "best"  # "best": highest top-1 IoU, ties -> earliest; "last": the paper's last round
     early_stop: bool = True  # stop once only the target is found, or the describer repeats itself
     ground_background: bool = True  # also ground the background phrases (trace only: which hit the target)
 
     def __post_init__(self) -> None:
-        if self.iterations < 0:
-            raise ConfigError(f"rpo.iterations must be >= 0, got {self.iterations}")
-        for name in ("positive_iou", "box_threshold"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"rpo.{name} must be within 0..1, got {value}")
-        if self.max_boxes < 1:
-            raise ConfigError(f"rpo.max_boxes must be >= 1, got {self.max_boxes}")
+        check_instance("rpo", self)
         if self.selection not in SELECTIONS:
             raise ConfigError(f"rpo.selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
 

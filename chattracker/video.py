@@ -6,6 +6,7 @@ Frames leave this module as RGB uint8 arrays; OpenCV's BGR stays inside.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -361,6 +362,9 @@ class Overlay:
     color: tuple[int, int, int]
 
 
+DISK_CHECK_EVERY = 8  # frames between two looks at the free space (a statvfs call costs microseconds)
+
+
 class AnnotatedVideoWriter:
     """Writes an MP4 with the box, score, frame number and optional text; atomic on close."""
 
@@ -377,6 +381,7 @@ class AnnotatedVideoWriter:
             raise InputError(f"OpenCV's MP4 writer cannot encode {width}x{height} frames "
                              "(2x2 is the smallest); use --no-video")
         self.size = (width, height)
+        self._frames = 0
 
     def write(self, frame: Frame, index: int, box: Box | None, score: float | None,
               text_lines: Sequence[str] = (), overlays: Sequence[Overlay] = ()) -> None:
@@ -386,8 +391,19 @@ class AnnotatedVideoWriter:
         self.write_bgr(annotate(frame, index, box, score, text_lines, overlays))
 
     def write_bgr(self, canvas: np.ndarray) -> None:
-        """Write an already drawn BGR picture of the writer's size (e.g. two panels side by side)."""
-        self._writer.write(np.ascontiguousarray(canvas))
+        """Write an already drawn BGR picture of the writer's size (e.g. two panels side by side).
+
+        OpenCV's writer only warns, once a frame, when the disk is full: it is silenced here and the file
+        system asked instead, so a full disk is one ``OSError`` naming the video."""
+        previous = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        try:
+            self._writer.write(np.ascontiguousarray(canvas))
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
+        self._frames += 1
+        if self._frames % DISK_CHECK_EVERY == 1 and os.statvfs(self._tmp.parent).f_bavail == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
 
     def close(self) -> None:
         """Finish the file and move it into place."""
@@ -410,14 +426,43 @@ def annotate(frame: Frame, index: int, box: Box | None, score: float | None,
     if box is not None and box.is_valid():
         _draw_box(canvas, box, (0, 255, 0), 2, None)
     status = f"#{index + 1}" + (f"  score {score:.2f}" if score is not None else "") + ("" if box is not None else "  target absent")
-    for row, line in enumerate([status, *text_lines]):
+    rows = [status]
+    for line in dict.fromkeys(text_lines):  # a line said twice (the same description kept twice) is shown once
+        rows += fit_text(line, canvas.shape[1] - 12, LABEL_SCALE)
+    for row, line in enumerate(rows):
         y = 18 + 16 * row
         # A dark band, not a thick outline: Hershey glyph spacing grows with thickness, so an
         # outline drawn thicker than the text does not line up with it.
-        (width, height), baseline = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
+        (width, height), baseline = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, 1)
         cv2.rectangle(canvas, (3, y - height - 3), (9 + width, y + baseline), (0, 0, 0), cv2.FILLED)
-        cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        cv2.putText(canvas, line, (6, y), cv2.FONT_HERSHEY_SIMPLEX, LABEL_SCALE, (255, 255, 255), 1, cv2.LINE_AA)
     return canvas
+
+
+LABEL_SCALE = 0.45  # Hershey simplex at 0.45: readable down to 320-px frames
+
+
+def fit_text(text: str, width: int, scale: float = LABEL_SCALE, max_rows: int = 2) -> list[str]:
+    """``text`` wrapped at spaces into rows at most ``width`` pixels wide, ``max_rows`` at most; what does not
+    fit is cut and ends in ``...`` (a long background list must not run off the frame)."""
+    def fits(line: str) -> bool:
+        return cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0][0] <= width
+
+    rows: list[str] = []
+    words = text.split(" ")
+    while words and len(rows) < max_rows:
+        line = words.pop(0)
+        while words and fits(f"{line} {words[0]}"):
+            line = f"{line} {words.pop(0)}"
+        rows.append(line)
+    if words:  # more than max_rows: the last row ends in "..."
+        rows[-1] = f"{rows[-1]} {' '.join(words)}"
+    for index, row in enumerate(rows):
+        if not fits(row):  # a word wider than the frame, or the rest of the text
+            while row and not fits(row + "..."):
+                row = row[:-1]
+            rows[index] = row.rstrip() + "..."
+    return rows
 
 
 def _draw_box(canvas: np.ndarray, box: Box, color_bgr: tuple[int, int, int], thickness: int, label: str | None) -> None:

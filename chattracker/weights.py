@@ -165,8 +165,7 @@ def lookup_weight(name: str, path: str | os.PathLike[str] | None = None) -> Weig
                                        f"(the registered {weight.filename} {origin})")
         lookup.path, lookup.source = explicit, "explicit path"
         return lookup
-    folders: list[tuple[Path, str]] = [(Path(f), f"${ENV_WEIGHTS}") for f in
-                                       os.environ.get(ENV_WEIGHTS, "").split(os.pathsep) if f]
+    folders: list[tuple[Path, str]] = [(folder, f"${ENV_WEIGHTS}") for folder in env_folders()]
     folders += [(bundled_dir(), "bundled"), (cache_dir() / weight.name, "cache")]
     for folder, source in folders:
         found = _search_folder(folder, weight, lookup)
@@ -176,6 +175,18 @@ def lookup_weight(name: str, path: str | os.PathLike[str] | None = None) -> Weig
     for rejected, why in lookup.faulty():  # a sibling version (NanoTrack v1 beside v2) is not a fault
         logger.warning("weight %s: rejected %s (%s)", name, rejected, why)
     return lookup
+
+
+def env_folders() -> list[Path]:
+    """The folders ``$CHATTRACKER_WEIGHTS`` names; one that is missing is an error (a typo there would
+    otherwise be ignored without a word and the files looked for elsewhere)."""
+    folders = [Path(f) for f in os.environ.get(ENV_WEIGHTS, "").split(os.pathsep) if f]
+    for folder in folders:
+        if not folder.is_dir():
+            what = "is not a folder" if folder.exists() else "does not exist"
+            raise WeightsNotFoundError(f"${ENV_WEIGHTS} names {folder}, which {what}; point it at the folder "
+                                       f"holding the weight files, or unset it")
+    return folders
 
 
 def find_weight(name: str, path: str | os.PathLike[str] | None = None) -> tuple[Path | None, str]:

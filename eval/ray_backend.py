@@ -16,6 +16,7 @@ from typing import Any
 
 from chattracker.errors import InputError
 from chattracker_eval.backends import Completion
+from chattracker_eval.ray_connect import connect, forwarded_env
 from chattracker_eval.worker import RunJob, SequenceResult, SequenceWorker
 
 logger = logging.getLogger(__name__)
@@ -74,13 +75,7 @@ class RayBackend:
                  reuse: bool = True, threads: int | None = None) -> None:
         ray = self.ray = _import_ray()
         check_reachable(address)
-        env = {key: value for key, value in os.environ.items() if key.startswith(FORWARDED_PREFIXES)}
-        try:
-            ray.init(address=address, runtime_env={"env_vars": env} if env else None, log_to_driver=False,
-                     logging_level=logging.WARNING, configure_logging=False)
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            raise InputError(f"cannot connect to the Ray cluster at {address or 'RAY_ADDRESS / a new local Ray'}: "
-                             f"{str(error).splitlines()[0] if str(error) else type(error).__name__}") from None
+        connect(ray, address, forwarded_env(FORWARDED_PREFIXES))
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
         if gpus_per_worker > gpus:

@@ -133,6 +133,7 @@ def write_report(reports: list[ScoreReport], names: list[str], out: str | Path, 
             attribute_rows.append((short, long_name, used,
                                    {n: 100 * a.average.curves.auc for n, a in per_tracker}))
     rows = summary_rows(reports, names)
+    written += write_sequence_tables(reports, names, out)
     written.append(_write_csv(rows, out / "report.csv"))
     written.append(_write_markdown(rows, attribute_rows, names, reports, tag, out / "report.md"))
     return written
@@ -146,6 +147,44 @@ def _write_csv(rows: list[dict], path: Path) -> Path:
         writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
     atomic_write_text(path, buffer.getvalue())
     return path
+
+
+SEQUENCE_SCORES = (("auc", "AUC"), ("precision", "P"), ("norm_precision", "P_norm"))
+
+
+def sequence_rows(reports: list[ScoreReport], names: list[str]) -> list[dict]:
+    """One row per sequence and tracker (values in percent; a sequence a tracker has no result for is absent),
+    the long form a spreadsheet sorts and filters: where does one tracker win or lose against another."""
+    rows = []
+    for name, report in zip(names, reports):
+        for sequence, curves in report.per_sequence.items():
+            summary = curves.summary()
+            rows.append({"sequence": sequence, "tracker": name, **{key: summary[key] for key, _ in SEQUENCE_SCORES}})
+    return rows
+
+
+def write_sequence_tables(reports: list[ScoreReport], names: list[str], out: Path) -> list[Path]:
+    """``sequences.csv`` (long form) and ``sequences.md``: a row per sequence, AUC, P and P_norm per tracker,
+    the sequences ranked by the first tracker's AUC (worst first: where to look)."""
+    rows = sequence_rows(reports, names)
+    written = [_write_csv(rows, out / "sequences.csv")] if rows else []
+    table: dict[str, dict[str, dict]] = {}
+    for row in rows:
+        table.setdefault(row["sequence"], {})[row["tracker"]] = row
+    first = names[0]
+    ranked = sorted(table, key=lambda seq: (table[seq].get(first, {}).get("auc", math.inf), seq))
+    header = " | ".join(f"{_cell(n)} {label}" for n in names for _, label in SEQUENCE_SCORES)
+    lines = [f"# Scores per sequence ({len(table)} sequences)", "",
+             f"Values in percent, worst AUC of {_cell(first)} first; `sequences.csv` holds the same rows in long form "
+             "for sorting by any column.", "",
+             f"| sequence | {header} |", "|---|" + "---:|" * (len(names) * len(SEQUENCE_SCORES))]
+    for sequence in ranked:
+        cells = [f"{table[sequence][n][key]:.2f}" if n in table[sequence] else "-"
+                 for n in names for key, _ in SEQUENCE_SCORES]
+        lines.append(f"| {_cell(sequence)} | {' | '.join(cells)} |")
+    path = out / "sequences.md"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return [*written, path]
 
 
 def _cell(text: str) -> str:
@@ -167,7 +206,8 @@ def _write_markdown(rows: list[dict], attribute_rows: list, names: list[str], re
               + " (box: the ground truth; box+language: the ground truth and the sentence; language: the sentence "
               "alone, frame 1 predicted and scored as predicted).", "",
               "Plots: `success.png`, `precision.png`, `norm_precision.png`"
-              + (", per attribute in `attributes/`." if attribute_rows else ".")]
+              + (", per attribute in `attributes/`." if attribute_rows else "."),
+              "Per sequence: `sequences.md` (AUC, P, P_norm of every tracker) and `sequences.csv`."]
     if attribute_rows:
         lines += ["", "## AUC per attribute", "", "| attribute | sequences | " + " | ".join(map(_cell, names)) + " |",
                   "|---|---:|" + "---:|" * len(names)]

@@ -30,11 +30,11 @@ from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Annotated, Any, Iterator
 
 from tqdm import tqdm
 
-from chattracker.config import load_yaml
+from chattracker.config import Range, Why, check_instance, load_yaml
 from chattracker.errors import InputError
 from chattracker.results import write_boxes, write_json, write_times
 from chattracker_eval.backends import Backend, InlineBackend, PoolBackend
@@ -281,13 +281,18 @@ class Workers:
     per sequence."""
 
     backend: str = "local"
-    workers: int | None = None
+    workers: Annotated[int | None, Range(1, 4096), Why("processes or actors running sequences side by side")] = None
     devices: list[str] | None = None
     address: str | None = None
-    gpus_per_worker: float = 0.0
-    retries: int = DEFAULT_RETRIES
+    gpus_per_worker: Annotated[float, Range(0.0, 1024.0), Why(
+        "GPUs Ray reserves per actor; a share such as 0.25 packs four actors on one GPU")] = 0.0
+    retries: Annotated[int, Range(0, 100), Why(
+        "a sequence whose worker died is tried again this many times, then reported failed")] = DEFAULT_RETRIES
     reuse: bool = True
-    threads: int | None = None
+    threads: Annotated[int | None, Range(1, 1024), Why("CPU threads per worker (null: a fair share)")] = None
+
+    def __post_init__(self) -> None:
+        check_instance("eval", self)
 
     def start(self, jobs: int) -> Backend:
         if self.backend == "ray":

@@ -17,7 +17,7 @@ import numpy as np
 from chattracker.errors import InputError
 from chattracker_eval.datasets.base import Benchmark
 from chattracker_eval.metrics import Average, Curves
-from chattracker_eval.protocols import OfficialProtocol, ResultError, get_protocol, score_sequence
+from chattracker_eval.protocols import ResultError, get_protocol, score_sequence
 from chattracker_eval.textfile import read_table
 
 logger = logging.getLogger(__name__)
@@ -129,12 +129,9 @@ def score_boxes(benchmark: Benchmark, results: dict[str, np.ndarray], protocol_n
                              "(a test split): pack the results for the evaluation server (`chattracker pack`)")
         where = str(sources.get(sequence.name, f"{label}: {sequence.name}"))
         if len(rows) == 0:
-            if isinstance(protocol, OfficialProtocol):
-                # The toolkit leaves an empty result's curves at zero, so the eps rule drops it.
-                logger.warning("%s is empty; scored as zero curves, which the official average leaves out", where)
-                per_sequence[sequence.name] = Curves(np.zeros(21), np.zeros(51), np.zeros(51))
-                continue
-            raise InputError(f"{where}: empty result file")
+            # The toolkit would score zero curves and its eps rule would drop the sequence from the mean
+            # unannounced; a short file is an error, so an empty one is too (issue 36).
+            raise InputError(f"{where}: empty result file (0 rows for {len(sequence)} frames)")
         absent = sequence.absent if uses_absent else None
         try:
             per_sequence[sequence.name] = score_sequence(protocol, rows, sequence.ground_truth, absent)

@@ -150,7 +150,7 @@ def test_describer_settings_are_checked() -> None:
 
     with pytest.raises(ConfigError, match="max_lookalikes must be an integer"):
         build_describer("attributes", max_lookalikes="two")
-    with pytest.raises(ConfigError, match="max_lookalikes must be 0 or more"):
+    with pytest.raises(ConfigError, match=r"max_lookalikes must be in \[0, 100\], got -1"):
         build_describer("attributes", max_lookalikes=-1)
     with pytest.raises(ConfigError, match="max_lookalike"):
         build_describer("attributes", max_lookalike=2)

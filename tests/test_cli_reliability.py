@@ -369,14 +369,19 @@ def test_an_unforeseen_filesystem_error_is_still_one_line(crossing, tmp_path, ca
     """Any OSError a command did not turn into a message itself (disk full while writing boxes.txt)."""
     import chattracker.commands.track as track_command
 
-    def full_disk(path, boxes):
-        raise OSError(28, "No space left on device", str(path))
+    def failing(number: int):
+        def write(path, boxes):
+            raise OSError(number, os.strerror(number), str(path))
+        return write
 
-    monkeypatch.setattr(track_command, "write_boxes", full_disk)
     out = tmp_path / "out"
-    code = main(["track", str(crossing), "--box", "205,151,17,50", "--tracker", "kcf", "--max-frames", "3",
-                 "--out", str(out), "--no-progress"])
-    err = one_error_line(capsys, code, "boxes.txt: no space left on device")
+    command = ["track", str(crossing), "--box", "205,151,17,50", "--tracker", "kcf", "--max-frames", "3",
+               "--out", str(out), "--no-progress"]
+    monkeypatch.setattr(track_command, "write_boxes", failing(5))  # EIO: the file and the cause
+    one_error_line(capsys, main(command), "boxes.txt: input/output error")
+    # a full disk names the folder the user gave, not the staging file (issue 36)
+    monkeypatch.setattr(track_command, "write_boxes", failing(28))
+    one_error_line(capsys, main(command), f"cannot write the results into {out}: no space left on device")
     assert not out.exists()
     no_leftovers(tmp_path)
 

@@ -1,11 +1,16 @@
 """`chattracker eval --backend ray` against a real local Ray cluster (`ray start --head` on 127.0.0.1, 2 CPUs,
 a temporary folder, stopped at the end even when a test fails), on six real short sequences: result files
 byte-identical to the local backend's; a Ray worker SIGKILLed mid-sequence has its sequence retried and the
-run completes whole; a SIGKILLed driver resumes."""
+run completes whole; a SIGKILLed driver resumes.
+
+Cluster and drivers run with a temporary HOME holding ``.ray/auth_token`` (what one local ``ray.init`` leaves
+behind), so the cluster is token-protected as on a machine with Ray history, and nothing reads the real home;
+a driver without the token is one error line saying what to set (issue 36)."""
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -52,7 +57,12 @@ def ray_cluster(shared_data):
     import ray  # part of the test dependencies: its absence is a failure, not a skip
 
     folder = Path(tempfile.mkdtemp(prefix="ct-ray-"))  # short: Ray's socket paths must fit in 107 bytes
-    env = {**os.environ, **RAY_ENV}
+    home = folder / "home"
+    (home / ".ray").mkdir(parents=True)
+    (home / ".ray" / "auth_token").write_text(secrets.token_hex(16))
+    # nothing of this machine's Ray set-up leaks in: no auth mode, token or address of the caller's
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("RAY_AUTH", "RAY_ADDRESS"))}
+    env.update(RAY_ENV, HOME=str(home))
     log = (folder / "ray-start.log").open("w")
     command = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
                "--port=0", "--num-cpus=2", "--num-gpus=0", f"--temp-dir={folder}", "--include-dashboard=false",
@@ -187,3 +197,34 @@ def test_more_threads_per_worker_than_the_cluster_has_is_one_error_line(ray_clus
     assert run.returncode != 0 and len(errors) == 1, run.stderr[-2000:]
     assert "--threads-per-worker 3: the Ray cluster has 2 CPU(s)" in errors[0]
     assert not results.exists() or not list(results.glob("*.txt"))
+
+
+def test_a_relative_root_is_resolved_in_the_driver(ray_cluster, clips, local_reference, tmp_path):
+    """Actors run in Ray's own folders: `--root ../clips` must name the same frames there (issue 36)."""
+    address, _, env = ray_cluster
+    work = tmp_path / "work"
+    work.mkdir()
+    relative = os.path.relpath(clips, work)
+    assert relative.startswith("..")
+    names = list(SOT_CLIPS[:2])
+    command = eval_command(Path(relative), Path("ray"), address, "--no-progress", "--sequences", *names)
+    run = subprocess.run(command, cwd=work, env={**env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                         timeout=400)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "failed 0" in run.stdout, run.stdout
+    for name in names:
+        assert (work / "ray" / f"{name}.txt").read_bytes() == (local_reference / f"{name}.txt").read_bytes()
+
+
+def test_a_driver_without_the_token_says_what_to_set(ray_cluster, clips, tmp_path):
+    address, _, env = ray_cluster
+    bare = tmp_path / "home"
+    bare.mkdir()
+    run = subprocess.run(eval_command(clips, tmp_path / "ray", address, "--no-progress"), cwd=REPO,
+                         env={**env, "HOME": str(bare)}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2, run.stderr[-3000:]
+    assert run.stderr.strip().splitlines() == [
+        f"chattracker: error: the Ray cluster at {address} refused the connection for want of its authentication "
+        "token: put the cluster's token (`ray get-auth-token` on its head node prints it) in ~/.ray/auth_token, or "
+        "name it with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, and set RAY_AUTH_MODE=token"], run.stderr[-3000:]
+    assert not list(bare.iterdir())  # and it wrote nothing into that home

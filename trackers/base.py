@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 from typing import Any, Callable
 
+from chattracker.config import check_settings
 from chattracker.errors import ConfigError
 from chattracker.types import Tracker
 
@@ -38,6 +39,8 @@ def build_tracker(name: str, /, **params: Any) -> Tracker:
         close = difflib.get_close_matches(name, _REGISTRY, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ConfigError(f"unknown tracker {name!r}{hint}; available: {', '.join(sorted(_REGISTRY))}")
+    # Types, finiteness and declared ranges first, by the one helper every config section goes through.
+    params = check_settings(f"bad parameters for tracker {name!r}: params", params, _REGISTRY[name])
     try:
         return _REGISTRY[name](**params)
     except TypeError as error:

@@ -45,6 +45,24 @@ def _remove_stale_temporaries(out: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+# What a pack folder holds (packs.py): the per-sequence JSON, the text forms VL trackers read, the run record.
+PACK_ENTRIES = ("init_nlp", "language", "describe.json")
+
+
+def refuse_foreign_folder(out: Path) -> None:
+    """A non-empty --out that is no pack folder is someone else's: packs are never written into it (an
+    interrupted pack folder is resumed)."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file, not a folder")
+    if not out.is_dir():
+        return
+    entries = [p for p in out.iterdir() if not p.name.startswith(".")]
+    ours = [p for p in entries if p.name in PACK_ENTRIES or p.suffix == ".json"]
+    if entries and not ours:
+        raise InputError(f"--out {out} is not empty and is no description pack folder (no describe.json, init_nlp/ "
+                         "or <sequence>.json); choose an empty or new folder")
+
+
 def run_dataset(args: argparse.Namespace, settings: dict[str, Any]) -> int:
     from chattracker.commands.describe import build_components
     from chattracker.mllm.batch import RoundBatcher, can_batch
@@ -57,7 +75,10 @@ def run_dataset(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         raise InputError("--dataset needs --root (the dataset folder) and --out (the pack folder)")
     options = {"split": args.split} if args.split and args.dataset in ("lasot", "lasot_ext", "tnl2k") else {}
     sequences = load_dataset(args.dataset, args.root, **options).sequences.select(args.sequences)
+    for sequence in sequences:
+        sequence.frames  # an annotation-only layout fails here, once, before any model is loaded
     out = Path(args.out)
+    refuse_foreign_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(out)
@@ -65,7 +86,7 @@ def run_dataset(args: argparse.Namespace, settings: dict[str, Any]) -> int:
         raise InputError(f"cannot use {out} as the pack folder: {error.strerror or error}") from None
     done = [s.name for s in sequences if read_pack(out, s.name) is not None]
     todo = [s for s in sequences if s.name not in set(done)]
-    describer, grounder, config = build_components(settings, args.describer, args.grounder)
+    describer, grounder, config = build_components(settings, args.describer, args.grounder, args.config)
     grounder = _SerialGrounder(grounder)
     fallback = None if args.no_fallback else build_describer_for("attributes", grounder)
     width = len(todo) if not args.parallel else args.parallel

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ from chattracker.commands.track import overlays_of
 from chattracker.config import TrackerConfig
 from chattracker.demo_scene import DemoScene
 from chattracker.errors import InputError
-from chattracker.outputs import publish_folder
+from chattracker.outputs import make_staging, publish_folder
 from chattracker.results import write_boxes, write_json
 from chattracker.run_record import (add_choice_arguments, choose, frame_json, language_json, recording, rpo_trace_json,
                                     summary_lines)
@@ -69,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     results = {label: {"tracker": trackers[label].name, **scores(scene, recs)} for label, recs in records.items()}
     final = list(trackers)[-1]
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    staging = make_staging(out)
     try:
         _write_video(staging / ("side_by_side.mp4" if enhance else "annotated.mp4"), scene, trackers, records)
         cv2.imwrite(str(staging / "strip.png"), picture_strip(scene, trackers, records),

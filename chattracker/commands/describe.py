@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from chattracker.config import check_keys, load_yaml
+from chattracker.config import check_keys, load_yaml, naming_source
 from chattracker.errors import ChatTrackerError, ConfigError, InputError, printable
 from chattracker.commands.track import BOX_HELP
 from chattracker.outputs import RunFolder, default_name, free_folder
@@ -38,8 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--root", help="with --dataset: the dataset root")
     parser.add_argument("--sequences", nargs="+", help="with --dataset: only these sequences")
     parser.add_argument("--split", choices=("test", "all"), help="with --dataset lasot/tnl2k: test list (default) or all")
-    parser.add_argument("--parallel", type=int, default=0,
-                        help="with --dataset: sequences advanced together, round by round (default 0: all of them)")
+    parser.add_argument("--parallel", type=int, default=None,
+                        help="with --dataset: sequences advanced together, round by round (default: all of them)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="with --dataset: no attributes-describer fallback when the model gives nothing usable")
     parser.add_argument("--no-progress", action="store_true", help="with --dataset: no progress bar")
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grounder", help=f"grounder name (default {DEFAULT_GROUNDER}; also hf)")
     parser.add_argument("--config", help="YAML with describer: {name, params}, grounder: {name, params}, rpo: {...}")
     parser.add_argument("--text", help="a description to start from (user's or dataset's, e.g. LaSOT nlp.txt)")
-    parser.add_argument("--iterations", type=int, help="describer rounds at most (default 3)")
+    parser.add_argument("--iterations", type=int, help="describer rounds at most, 1 or more (default 3)")
     parser.add_argument("--cache", help="folder of cached RPO results (same image, box, models, config: no new run)")
     parser.add_argument("--out", help="output folder (default runs/describe/<sequence>_<image name>, numbered when taken)")
     parser.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
@@ -70,17 +70,20 @@ def _component(settings: dict[str, Any], section: str, name: str | None, default
     return chosen, dict(params)
 
 
-def build_components(settings: dict[str, Any], describer: str | None = None, grounder: str | None = None):
-    """(describer, grounder, RPOConfig) from a settings mapping, names overridable."""
+def build_components(settings: dict[str, Any], describer: str | None = None, grounder: str | None = None,
+                     source: str | None = None):
+    """(describer, grounder, RPOConfig) from a settings mapping, names overridable; errors name ``source``
+    (the --config file)."""
     from chattracker.grounding.base import build_grounder
     from chattracker.rpo import RPOConfig, build_describer_for
 
-    check_keys("describe config", settings, CONFIG_KEYS)
-    config = RPOConfig.from_dict(settings.get("rpo"))  # checked first: cheap, and a typo should not wait for a model
-    grounder_name, grounder_params = _component(settings, "grounder", grounder, DEFAULT_GROUNDER)
-    describer_name, describer_params = _component(settings, "describer", describer, DEFAULT_DESCRIBER)
-    grounder_object = build_grounder(grounder_name, **grounder_params)
-    describer_object = build_describer_for(describer_name, grounder_object, **describer_params)
+    with naming_source(source):
+        check_keys("describe config", settings, CONFIG_KEYS)
+        config = RPOConfig.from_dict(settings.get("rpo"))  # checked first: cheap; a typo should not wait for a model
+        grounder_name, grounder_params = _component(settings, "grounder", grounder, DEFAULT_GROUNDER)
+        describer_name, describer_params = _component(settings, "describer", describer, DEFAULT_DESCRIBER)
+        grounder_object = build_grounder(grounder_name, **grounder_params)
+        describer_object = build_describer_for(describer_name, grounder_object, **describer_params)
     return describer_object, grounder_object, config
 
 
@@ -138,13 +141,14 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from chattracker.rpo import RPOCache, run_rpo_cached
 
-    if args.iterations is not None and args.iterations < 0:
-        raise InputError("--iterations must be >= 0")
+    if args.iterations is not None and args.iterations < 1:
+        raise InputError(f"--iterations must be at least 1 (describer rounds), got {args.iterations}")
+    if args.parallel is not None and args.parallel < 1:
+        raise InputError(f"--parallel must be at least 1 (sequences advanced together; leave it out for all), "
+                         f"got {args.parallel}")
     if args.dataset:
         from chattracker.commands._describe_dataset import run_dataset
 
-        if args.parallel < 0:
-            raise InputError("--parallel must be >= 0")
         return run_dataset(args, _settings(args))
     if not args.image or not args.box:
         raise InputError("give an image and --box (or --dataset, --root and --out)")
@@ -157,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     box = check_init_box(box, image.shape[1], image.shape[0])
     if args.cache and Path(args.cache).exists() and not Path(args.cache).is_dir():
         raise InputError(f"--cache {args.cache} is a file, not a folder")
-    describer, grounder, config = build_components(_settings(args), args.describer, args.grounder)
+    describer, grounder, config = build_components(_settings(args), args.describer, args.grounder, args.config)
     out = Path(args.out) if args.out else free_folder(Path("runs") / "describe", default_name(image_path))
     with RunFolder(out, "rpo.json", args.overwrite) as folder:
         cache = RPOCache(args.cache) if args.cache else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 from pathlib import Path
 
 from chattracker.errors import InputError
@@ -66,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from chattracker_eval.runner import run_benchmark
 
     plan = workers_from_args(args)
+    if plan.backend == "ray":
+        resolve_for_actors(args)
     shard = None
     if args.shard is not None:
         from chattracker_eval.shards import parse_shard
@@ -117,6 +120,16 @@ def run(args: argparse.Namespace) -> int:
     for outcome in failed:
         print(f"failed {outcome.name}: {outcome.error}")
     return 1 if failed else 0
+
+
+def resolve_for_actors(args: argparse.Namespace) -> None:
+    """Ray actors run in other folders (and on other nodes): relative paths are made absolute here, in the
+    driver, before they travel (``--root ../data`` would otherwise name nothing on the actors)."""
+    args.root = os.path.abspath(args.root)
+    if args.descriptions:
+        args.descriptions = os.path.abspath(args.descriptions)
+    if Path(args.tracker).is_file():  # a YAML config; a registered name stays a name
+        args.tracker = os.path.abspath(args.tracker)
 
 
 def workers_from_args(args: argparse.Namespace):

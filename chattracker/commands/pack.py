@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import zipfile
 from pathlib import Path
 
 from chattracker.errors import InputError
@@ -43,7 +45,21 @@ def run(args: argparse.Namespace) -> int:
     if not args.results:
         raise InputError("give --results (the folder `chattracker eval` wrote), or --check ZIP")
     out = Path(args.out or f"{args.format}_submission.zip")
+    refuse_input_as_output(out, [Path(args.root), *map(Path, args.results)])
     packed = write_submission(out, args.format, benchmark, [Path(r) for r in args.results])
     print(f"wrote {packed.path}: {packed.sequences} sequence(s), {packed.runs} run(s), {packed.files} file(s); "
           "format checks passed")
     return 0
+
+
+def refuse_input_as_output(out: Path, inputs: list[Path]) -> None:
+    """The zip replaces ``out`` whole: if ``out`` is a file or folder it reads (a result file, the dataset),
+    an input would be lost with exit 0, so it is refused before anything is read. An earlier zip there may
+    be replaced (it is no input)."""
+    target = Path(os.path.realpath(out))
+    earlier_zip = target.is_file() and zipfile.is_zipfile(target)
+    for folder in inputs:
+        folder = Path(os.path.realpath(folder))
+        if target == folder or (target.exists() and not earlier_zip and folder in target.parents):
+            raise InputError(f"--out {out} is one of the inputs (inside {folder}); choose a path outside "
+                             "--results and --root")

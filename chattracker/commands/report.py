@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from chattracker.errors import InputError
+from chattracker.outputs import staged_into
 from chattracker.commands.score import BENCHMARKS, require_scored
 from chattracker_eval.protocols import PROTOCOL_NAMES
 
@@ -14,9 +15,11 @@ from chattracker_eval.protocols import PROTOCOL_NAMES
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report", help="table and plots comparing several result folders on one benchmark",
-        description="Writes report.md, report.csv, success.png, precision.png, norm_precision.png and, when the "
-                    "benchmark has attributes, attributes/<ATTR>_<plot>.png into --out. Every table and plot names "
-                    "the protocol and the number of sequences.")
+        description="Writes report.md, report.csv, success.png, precision.png, norm_precision.png, the per-sequence "
+                    "table sequences.md / sequences.csv (AUC, P, P_norm per sequence and tracker) and, when the "
+                    "benchmark has attributes (LaSOT, TNL2K, OTB ...), attributes/<ATTR>_<plot>.png into --out. Every "
+                    "table and plot names the protocol and the number of sequences. Files are written beside --out "
+                    "first and moved in at the end: a failure leaves --out as it was.")
     parser.add_argument("--benchmark", required=True, choices=BENCHMARKS)
     parser.add_argument("--annotations", required=True, help="dataset root or official toolkit annotation folder")
     parser.add_argument("--results", required=True, action="append", help="folder of <seq>.txt files (repeatable)")
@@ -52,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     benchmark = load_dataset(args.benchmark, args.annotations, **options)
     reports = [score_results(benchmark, folder, args.protocol) for folder in args.results]
     require_scored(reports, args.benchmark)
-    written = write_report(reports, names, args.out, attributes=not args.no_attributes)
+    with staged_into(Path(args.out)) as staging:  # a full disk or a crash leaves --out as it was
+        written = write_report(reports, names, staging, attributes=not args.no_attributes)
     print((Path(args.out) / "report.md").read_text(encoding="utf-8").rstrip())
     print(f"\n{len(written)} files written to {args.out}/")
     return 0

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Annotated, Any, Sequence
 
 import numpy as np
 
-from chattracker.errors import ChatTrackerError
+from chattracker.config import Range, Why, check_settings
+from chattracker.errors import ChatTrackerError, ConfigError
 from chattracker.grounding.base import check_rgb_image, register_grounder
 from chattracker.types import Frame, Proposals
 
@@ -33,12 +34,16 @@ class HFGrounder:
     def __init__(
         self,
         model: str,
-        box_threshold: float = 0.3,
-        text_threshold: float = 0.25,
-        nms_threshold: float = 0.5,
+        box_threshold: Annotated[float, Range(0.0, 1.0), Why(
+            "boxes scoring below this are dropped (GroundingDINO's demo: 0.35; 0.3 keeps small targets)")] = 0.3,
+        text_threshold: Annotated[float, Range(0.0, 1.0), Why(
+            "a word must score above this to label a box (GroundingDINO's demo default, 0.25)")] = 0.25,
+        nms_threshold: Annotated[float, Range(0.0, 1.0), Why(
+            "IoU above which the weaker of two boxes of one phrase is suppressed")] = 0.5,
         device: str = "cpu",
         dtype: str | None = None,
-        max_detections: int = 100,
+        max_detections: Annotated[int, Range(1, 10_000), Why(
+            "boxes kept per phrase, best first (the models propose 900 queries at most)")] = 100,
         local_files_only: bool = False,
     ) -> None:
         import torch
@@ -224,4 +229,7 @@ def _pil(image: np.ndarray):
 
 @register_grounder("hf")
 def build_hf(**params: Any) -> HFGrounder:
-    return HFGrounder(**params)
+    if not params.get("model"):  # the one setting without a default: say what to give, not a TypeError
+        raise ConfigError("grounder hf needs a model: a local model folder or a hub id (grounder: {name: hf, "
+                          "params: {model: <folder or id>}})")
+    return HFGrounder(**check_settings("grounder hf", params, HFGrounder))

@@ -12,11 +12,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Annotated, Sequence
 
 import cv2
 import numpy as np
 
+from chattracker.config import Range, Why, check_settings
 from chattracker.errors import ChatTrackerError
 from chattracker.grounding.base import check_rgb_image, register_grounder
 from chattracker.grounding.colors import color_match, region_colors
@@ -79,11 +80,17 @@ class YoloxGrounder:
     def __init__(
         self,
         weights: str | Path | None = None,
-        score_threshold: float = 0.25,
-        nms_threshold: float = 0.45,
-        threads: int | None = None,
-        input_size: int = 416,
-        region_input: int = 320,
+        score_threshold: Annotated[float, Range(0.0, 1.0), Why(
+            "detections scoring below this are dropped (YOLOX's demo uses 0.25)")] = 0.25,
+        nms_threshold: Annotated[float, Range(0.0, 1.0, low_open=True), Why(
+            "IoU above which the weaker of two same-class boxes is suppressed (YOLOX's demo uses 0.45)")] = 0.45,
+        threads: Annotated[int | None, Range(1, 1024), Why(
+            "ONNX Runtime threads (null: the process's share of the cores)")] = None,
+        input_size: Annotated[int, Range(64, 4096), Why(
+            "whole frames are resized to this side (a multiple of 32; the model was trained at 416)")] = 416,
+        region_input: Annotated[int, Range(64, 4096), Why(
+            "search regions are resized to this side (a multiple of 32): 320 is faster than 416 at equal recall "
+            "on the small crops")] = 320,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0 or not 0.0 < nms_threshold <= 1.0:
             raise ChatTrackerError(
@@ -389,4 +396,4 @@ def _one_per_object(found: Detections, class_ids: tuple[int, ...]) -> list[int]:
 
 @register_grounder("yolox")
 def build_yolox(**params: object) -> YoloxGrounder:
-    return YoloxGrounder(**params)  # type: ignore[arg-type]
+    return YoloxGrounder(**check_settings("grounder yolox", params, YoloxGrounder))

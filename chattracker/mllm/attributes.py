@@ -24,11 +24,11 @@ import itertools
 import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_settings
 from chattracker.errors import ConfigError
 from chattracker.grounding.colors import color_match, color_names, region_colors, surrounding_colors
 from chattracker.grounding.phrases import classes_of_word, head_noun
@@ -68,8 +68,12 @@ class AttributesDescriber:
 
     name = "attributes"
 
-    def __init__(self, grounder: Any = None, max_colors: int = 2, max_background: int = 5,
-                 max_lookalikes: int = 2) -> None:
+    def __init__(self, grounder: Any = None,
+                 max_colors: Annotated[int, Range(0, 16), Why("colour words in the foreground phrase")] = 2,
+                 max_background: Annotated[int, Range(0, 100), Why(
+                     "nouns in the background list (GroundingDINO's dot-separated list)")] = 5,
+                 max_lookalikes: Annotated[int, Range(0, 100), Why(
+                     "look-alike classes named as distractors in the background")] = 2) -> None:
         if isinstance(grounder, str):
             from chattracker.grounding.base import build_grounder
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import cv2
 import numpy as np
 
+from chattracker.config import Range, Why
 from chattracker.mllm.base import Feedback
 from chattracker.mllm.errors import DescriberError, ReplyParseError
 from chattracker.mllm.parsing import clean_background, parse_reply
@@ -56,6 +57,11 @@ def format_attempts(feedback: Feedback) -> str:
 def format_words(words: list[str]) -> str:
     return ", ".join(words) if words else "none"
 
+
+# Shared by the chat describers (openai, hf): declared once so both check it the same way.
+ImageMaxSide = Annotated[int | None, Range(32, 8192), Why(
+    "the frame is shrunk so its longer side is at most this many pixels before it is sent (null: as is); "
+    "vision encoders tile large images, and a smaller picture is faster with the boxed target still plain")]
 
 class ChatDescriber:
     """Base of describers that talk to a chat model with one image. Subclasses set ``name`` and

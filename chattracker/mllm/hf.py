@@ -10,21 +10,37 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from chattracker.errors import ConfigError
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_settings
 from chattracker.mllm.base import register_describer
-from chattracker.mllm.chat import ChatDescriber
+from chattracker.mllm.chat import ChatDescriber, ImageMaxSide
 from chattracker.types import Frame
 from chattracker_prompts import RenderedPrompt
 
 logger = logging.getLogger(__name__)
 
-OFFLOAD_KEYS = {"store", "expert_budget", "method", "bits", "group_size", "options"}
+@dataclass
+class OffloadSettings:
+    """``describer.params.offload`` of the hf describer: where the expert store lives and how much of it
+    stays in memory (the engine's own options pass through ``options``)."""
+
+    store: str = ""
+    expert_budget: Annotated[int | float | str, Range(0.0, None, low_open=True), Why(
+        "memory for experts: bytes, a unit (4GiB), a percentage or a share in (0, 1] of the store")] = "50%"
+    method: str = "fate"
+    bits: Annotated[int, Range(2, 8), Why("expert precision in the store (8, 4 or 2; 4 keeps the replies)")] = 4
+    group_size: Annotated[int | None, Range(1, 65536), Why(
+        "weights per quantization scale (null: the quantizer's default)")] = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+OFFLOAD_KEYS = {f.name for f in fields(OffloadSettings)}
 
 
 def pick_device(device: str) -> str:
@@ -57,10 +73,14 @@ class HFDescriber(ChatDescriber):
 
     name = "hf"
 
-    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", max_new_tokens: int = 96,
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto",
+                 max_new_tokens: Annotated[int, Range(1, 4096), Why(
+                     "reply length at most; the JSON reply is about 60 tokens, 96 leaves room")] = 96,
                  offload: dict[str, Any] | None = None, system_role: bool = True, do_sample: bool = False,
                  trust_remote_code: bool = False, prompts_dir: str | Path | None = None,
-                 image_max_side: int | None = 768, ask_background: bool = True, batch_size: int = 8) -> None:
+                 image_max_side: ImageMaxSide = 768, ask_background: bool = True,
+                 batch_size: Annotated[int, Range(1, 1024), Why(
+                     "prompts per generate() call: the Klotski group on the offload engine")] = 8) -> None:
         super().__init__(prompts_dir=prompts_dir, image_max_side=image_max_side, ask_background=ask_background)
         if max_new_tokens < 1:
             raise ConfigError("hf describer: max_new_tokens must be >= 1")
@@ -82,13 +102,15 @@ class HFDescriber(ChatDescriber):
     def _check_offload(offload: dict[str, Any] | None) -> dict[str, Any] | None:
         if not offload:
             return None
+        if not isinstance(offload, dict):
+            raise ConfigError(f"hf describer offload: expected a mapping, got {type(offload).__name__}")
         unknown = sorted(set(offload) - OFFLOAD_KEYS)
         if unknown:
             raise ConfigError(f"hf describer offload: unknown setting(s) {', '.join(unknown)}; "
                               f"allowed: {', '.join(sorted(OFFLOAD_KEYS))}")
         if "store" not in offload or "expert_budget" not in offload:
             raise ConfigError("hf describer offload: needs 'store' (a folder) and 'expert_budget'")
-        return dict(offload)
+        return {**offload, **check_settings("describer hf.offload", offload, OffloadSettings)}
 
     def _load(self, trust_remote_code: bool) -> tuple[Any, Any]:
         import torch
@@ -220,4 +242,7 @@ def _json_ready(value: Any) -> Any:
 
 @register_describer("hf")
 def build_hf(**params: Any) -> HFDescriber:
+    if not params.get("model"):  # the one setting without a default: say what to give, not a TypeError
+        raise ConfigError("describer hf needs a model: a local model folder or a hub id, in the --config file as "
+                          "describer: {name: hf, params: {model: <folder or id>}}")
     return HFDescriber(**check_settings("describer hf", params, HFDescriber))

@@ -19,15 +19,15 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlparse
 
 import cv2
 
-from chattracker.config import check_settings
+from chattracker.config import Range, Why, check_settings
 from chattracker.errors import ConfigError
 from chattracker.mllm.base import register_describer
-from chattracker.mllm.chat import ChatDescriber
+from chattracker.mllm.chat import ChatDescriber, ImageMaxSide
 from chattracker.mllm.errors import DescriberUnavailableError, ReplyParseError
 from chattracker.types import Frame
 from chattracker_prompts import RenderedPrompt
@@ -60,15 +60,29 @@ class OpenAIDescriber(ChatDescriber):
     name = "openai"
 
     def __init__(self, model: str = "default", base_url: str = "http://127.0.0.1:8080/v1",
-                 api_key_env: str | None = "OPENAI_API_KEY", timeout: float = 60.0, retries: int = 3,
-                 backoff: float = 1.0, max_tokens: int = 200, temperature: float = 0.0,
+                 api_key_env: str | None = "OPENAI_API_KEY",
+                 timeout: Annotated[float, Range(0.0, 3600.0, low_open=True), Why(
+                     "seconds to wait for one reply; a local server on CPU can take a minute")] = 60.0,
+                 retries: Annotated[int, Range(0, 100), Why("tries after a failed request before giving up")] = 3,
+                 backoff: Annotated[float, Range(0.0, 600.0), Why(
+                     "seconds before the first retry, doubled each time (servers shed load when busy)")] = 1.0,
+                 max_tokens: Annotated[int, Range(1, 100_000), Why(
+                     "reply length at most; the JSON reply is about 60 tokens")] = 200,
+                 temperature: Annotated[float, Range(0.0, 2.0), Why(
+                     "0: the same frame gives the same description (cached and reproducible); the API allows 0..2")] = 0.0,
                  extra_body: dict[str, Any] | None = None, prompts_dir: str | Path | None = None,
-                 image_max_side: int | None = 1024, ask_background: bool = True,
-                 max_reply_bytes: int = 16 * 2**20) -> None:
+                 image_max_side: ImageMaxSide = 1024, ask_background: bool = True,
+                 max_reply_bytes: Annotated[int, Range(1, None), Why(
+                     "a reply larger than this is refused unread: a misconfigured server must not fill memory")
+                 ] = 16 * 2**20) -> None:
         super().__init__(prompts_dir=prompts_dir, image_max_side=image_max_side, ask_background=ask_background)
         parsed = urlparse(base_url)
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ConfigError(f"openai describer: base_url must be http(s)://host[:port][/path], got {base_url!r}")
+        port = parsed.netloc.rpartition("]")[2].rpartition(":")[2] if ":" in parsed.netloc.rpartition("]")[2] else ""
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigError(f"openai describer: base_url {base_url!r} has port {port!r}; a port is a number "
+                              "from 1 to 65535")
         if timeout <= 0 or retries < 0 or backoff < 0 or max_tokens < 1 or max_reply_bytes < 1:
             raise ConfigError("openai describer: timeout and max_reply_bytes must be > 0, retries and backoff >= 0, "
                               "max_tokens >= 1")

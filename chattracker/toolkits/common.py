@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
 
 from chattracker.types import Box, Frame, Tracker
+
+
+def folder_safe_name(text: str) -> str:
+    """A tracker name fit for a folder name on every system (toolkits write results under it):
+    ``chattracker:nanotrack_v2`` -> ``chattracker_nanotrack_v2`` (a colon is illegal on Windows and splits paths)."""
+    return re.sub(r"[^A-Za-z0-9._+-]+", "_", text).strip("._") or "tracker"
 
 
 def resolve_tracker(tracker: Tracker | str, **overrides: Any) -> Tracker:

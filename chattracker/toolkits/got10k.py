@@ -16,7 +16,7 @@ try:
 except ImportError as error:  # pragma: no cover - the message is the point
     raise ImportError("chattracker.toolkits.got10k needs the got10k package: pip install got10k") from error
 
-from chattracker.toolkits.common import HeldBox, as_frame, resolve_tracker
+from chattracker.toolkits.common import HeldBox, as_frame, folder_safe_name, resolve_tracker
 from chattracker.types import Box, Tracker
 
 
@@ -30,7 +30,7 @@ class Got10kTracker(_Got10kTracker):
     def __init__(self, tracker: Tracker | str, name: str | None = None, is_deterministic: bool = False,
                  text: str | None = None, **overrides: Any) -> None:
         self.tracker = resolve_tracker(tracker, **overrides)
-        super().__init__(name or f"ChatTracker_{self.tracker.name}", is_deterministic)
+        super().__init__(name or folder_safe_name(f"ChatTracker_{self.tracker.name}"), is_deterministic)
         self.text = text
         self.held = HeldBox()
         self.held_frames = 0

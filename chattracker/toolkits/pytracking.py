@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from chattracker.toolkits.common import HeldBox, as_frame, resolve_tracker
+from chattracker.toolkits.common import HeldBox, as_frame, folder_safe_name, resolve_tracker
 from chattracker.types import Box, Tracker
 
 # Keys under which those codebases (and their language-guided forks) pass the target's description.
@@ -30,7 +30,7 @@ class PytrackingTracker:
         self.tracker = resolve_tracker(spec)
         self.params = params
         self.dataset_name = dataset_name
-        self.name = f"chattracker_{self.tracker.name}"
+        self.name = folder_safe_name(f"chattracker_{self.tracker.name}")
         self.visdom = None  # pytracking's BaseTracker attribute, read by its debug paths
         self.held = HeldBox()
         self.language_start = language_start or getattr(params, "language_start", None) or {}

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any
+import os
+import socket
+import time
+from typing import Any, Iterator
 
 import cv2
 import numpy as np
@@ -64,30 +67,93 @@ def image_to_frame(image: Any) -> Frame:
     raise InputError(f"TraX image of type {kind!r} is not supported")
 
 
-def serve(tracker: Tracker, name: str = "ChatTracker", log: str | bool = False) -> int:
+def connect_client(address: str, timeout: float) -> socket.socket:
+    """A connection to the client listening at ``$TRAX_SOCKET`` (``port`` or ``host:port``), tried until
+    ``timeout`` seconds have passed: libtrax itself retries forever, printing a line a second."""
+    host, _, port = address.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"TRAX_SOCKET={address!r} is not a port or host:port")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return socket.create_connection((host or "127.0.0.1", int(port)), timeout=max(0.1, timeout))
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise InputError(f"no TraX client at TRAX_SOCKET={address} after {timeout:g} s "
+                                 f"({(error.strerror or str(error)).lower()})") from None
+            time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def client_stream(connect_timeout: float) -> Iterator[None]:
+    """Where libtrax talks: standard input/output, or a socket we connect ourselves (bounded in time) and hand
+    over as ``TRAX_IN``/``TRAX_OUT``, which libtrax reads before ``TRAX_SOCKET``."""
+    address = os.environ.get("TRAX_SOCKET")
+    if not address:
+        yield
+        return
+    connection = connect_client(address, connect_timeout)
+    connection.settimeout(None)
+    saved = {key: os.environ.get(key) for key in ("TRAX_SOCKET", "TRAX_IN", "TRAX_OUT")}
+    os.environ.pop("TRAX_SOCKET")
+    os.environ["TRAX_IN"] = os.environ["TRAX_OUT"] = str(connection.fileno())
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        connection.close()
+
+
+def serve(tracker: Tracker, name: str = "ChatTracker", log: str | bool = False, connect_timeout: float = 30.0) -> int:
     """Answer TraX requests with ``tracker`` until the client quits; returns the number of sequences."""
-    from trax import Image, Region, Server, TraxStatus
+    with client_stream(connect_timeout):
+        return _serve(tracker, name, log)
+
+
+def _serve(tracker: Tracker, name: str, log: str | bool) -> int:
+    from trax import Image, Region, Server, TraxException, TraxStatus
     from trax.region import Rectangle
 
-    server = Server([Region.RECTANGLE, Region.POLYGON], [Image.PATH, Image.MEMORY, Image.BUFFER],
-                    tracker_name=name, tracker_family="chattracker", log=log)
+    try:
+        server = Server([Region.RECTANGLE, Region.POLYGON], [Image.PATH, Image.MEMORY, Image.BUFFER],
+                        tracker_name=name, tracker_family="chattracker", log=log)
+    except TraxException as error:
+        raise InputError(_lost_client(0, error)) from None
     sequences = 0
+    logger.info("TraX: serving %s", name)
     try:
         while True:
             request = server.wait()
             if request.type == TraxStatus.QUIT:
                 break
             reply, confidence = _answer(tracker, request, TraxStatus.INITIALIZE)
-            sequences += request.type == TraxStatus.INITIALIZE
+            if request.type == TraxStatus.INITIALIZE:
+                sequences += 1
+                logger.info("TraX: sequence %d started at %s", sequences, reply)
             rectangle = Rectangle.create(*(reply.to_list() if reply is not None else (0.0, 0.0, 0.0, 0.0)))
             server.status([(rectangle, {"confidence": f"{confidence:.6f}"})])
     except BaseException as error:
         # Tell the client why before leaving (the toolkit shows the reason); the CLI prints one line.
         with contextlib.suppress(Exception):  # a client already gone must not hide the error itself
             server.quit(reason=f"{type(error).__name__}: {error}"[:500])
+        if isinstance(error, TraxException):  # the client went away or sent something that is not TraX
+            raise InputError(_lost_client(sequences, error)) from None
         raise
     server.quit()
+    logger.info("TraX: the client quit after %d sequence(s)", sequences)
     return sequences
+
+
+def _lost_client(sequences: int, error: Exception) -> str:
+    if sequences:
+        return f"the TraX client went away or broke the protocol after {sequences} sequence(s) ({error})"
+    where = "$TRAX_SOCKET" if os.environ.get("TRAX_IN") else "standard input"
+    return (f"no TraX client on {where}: the input ended or is not TraX ({error}); `chattracker trax` is started "
+            "by the VOT toolkit (trackers.ini: protocol = trax)")
 
 
 def _answer(tracker: Tracker, request: Any, initialize: Any) -> tuple[Box | None, float]:

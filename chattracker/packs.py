@@ -90,10 +90,18 @@ def descriptions_for(pack_dir: str | Path, sequences: list[str]) -> dict[str, tu
 
 def build_described_tracker(spec: str, foreground: str, background: str):
     """The tracker of YAML config ``spec`` (an enhanced one) using these descriptions instead of running RPO."""
-    from chattracker.config import load_tracker_config
+    from chattracker.builder import ENHANCED, base_name_of, is_config_path
+    from chattracker.config import TrackerConfig, load_tracker_config
 
-    if not (spec.endswith((".yaml", ".yml")) or Path(spec).is_file()):
-        raise ConfigError(f"--descriptions needs a ChatTracker config (YAML with enhance: true), not {spec!r}")
+    if spec.endswith(ENHANCED) and not is_config_path(spec):
+        from chattracker_configs import default_fusion_settings
+
+        config = TrackerConfig(base_name_of(spec), enhance=True, chattracker=default_fusion_settings(), source=spec)
+        config.chattracker = {**config.chattracker, "foreground": foreground, "background": background}
+        return config.build()
+    if not is_config_path(spec):
+        raise ConfigError(f"--descriptions needs a ChatTracker tracker (--enhance, NAME+chattracker, or a YAML "
+                          f"with enhance: true), not {spec!r}")
     config = load_tracker_config(spec)
     if not config.enhance:
         raise ConfigError(f"{spec}: --descriptions needs enhance: true (a plain tracker reads no descriptions)")

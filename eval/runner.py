@@ -141,6 +141,12 @@ def tracker_fingerprint(spec: str) -> str:
     """sha256 of what decides a tracker's results: its name, or its YAML config's parsed content."""
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
         identity: Any = {"config": load_yaml(spec)}
+    elif spec.endswith("+chattracker"):  # the shipped fusion settings and model decide it too
+        from chattracker.fusion.target_model import BUNDLED, manifest_path
+        from chattracker_configs import default_fusion_settings
+
+        identity = {"tracker": spec, "settings": default_fusion_settings(),
+                    "model": json.loads(manifest_path(BUNDLED).read_text())["sha256"]}
     else:
         identity = {"tracker": spec}
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()

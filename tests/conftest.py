@@ -6,7 +6,10 @@ absent, and fail instead when ``CHATTRACKER_REQUIRE_SHARED=1`` (set by ``.ci/run
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,14 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # Tests never download anything: registered weights come from CHATTRACKER_WEIGHTS or fail loudly.
 os.environ.setdefault("CHATTRACKER_OFFLINE", "1")
+
+# Tests never read or write the user's home (a Ray token, a weights cache or an RPO cache there would make
+# results depend on the machine's history): the whole session, subprocesses included, gets a fresh one.
+_HOME = tempfile.mkdtemp(prefix="chattracker-tests-home-")
+os.environ["HOME"] = _HOME
+for _variable in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "CHATTRACKER_CACHE"):
+    os.environ.pop(_variable, None)
+atexit.register(shutil.rmtree, _HOME, True)
 
 
 def shared_data_dir() -> Path:

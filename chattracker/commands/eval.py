@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dataset", required=True, help=DATASET_HELP)
     parser.add_argument("--root", required=True, help="dataset root (with images)")
     parser.add_argument("--tracker", required=True, help="registered tracker name or a YAML config")
+    parser.add_argument("--enhance", action="store_true",
+                        help="wrap the registered --tracker with ChatTracker and the shipped fusion settings (the "
+                             "spec NAME+chattracker, which --tracker also takes; a YAML config says enhance: true)")
     parser.add_argument("--sequences", nargs="+", help="only these sequences")
     parser.add_argument("--split", choices=("test", "all"), help="LaSOT/TNL2K: test list (default) or all")
     parser.add_argument("--descriptions", metavar="PACK",
@@ -66,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     from chattracker_eval.datasets import load_dataset
     from chattracker_eval.runner import run_benchmark
 
+    if args.enhance:
+        from chattracker.builder import enhanced_spec, is_config_path
+
+        if is_config_path(args.tracker):
+            raise InputError(f"--enhance wraps a registered tracker name; {args.tracker} is a config (give it "
+                             f"enhance: true instead)")
+        args.tracker = enhanced_spec(args.tracker)
     plan = workers_from_args(args)
     if plan.backend == "ray":
         resolve_for_actors(args)
@@ -165,7 +175,9 @@ def check_tracker_spec(spec: str) -> None:
     from chattracker.config import load_tracker_config
     from chattracker_trackers.base import available_trackers
 
-    name = spec
+    from chattracker.builder import base_name_of
+
+    name = base_name_of(spec)
     if spec.endswith((".yaml", ".yml")) or Path(spec).is_file():
         config = load_tracker_config(spec)
         name = config.tracker

@@ -23,6 +23,9 @@ TRACE = [
     (6, 1, [5, 6], [3], [4], [1], 1),          # |T1| = 1 is not above p = 1: T2's least recent (1) goes to B2
     (1, 5, [6], [3, 1], [4, 5], [], 0),        # a ghost hit in B2: p falls by max(|B1| / |B2|, 1) to 0
     (7, 6, [7], [3, 1], [5, 6], [], 0),        # B1's oldest ghost (4) is forgotten
+    (3, None, [7], [1, 3], [5, 6], [], 0),     # a hit in T2 moves the key to T2's most recent end
+    (7, None, [], [1, 3, 7], [5, 6], [], 0),
+    (9, 1, [9], [3, 7], [5, 6], [1], 0),       # T1 is empty: T2's least recent (1, not 3) goes to B2
 ]
 
 

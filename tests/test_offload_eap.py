@@ -63,3 +63,21 @@ def test_without_history_only_this_requests_own_counts_rank_and_nothing_known_pr
     prediction = predictor.predict(0, TOKEN)
     assert prediction.ranking == [3, 1, 5] and prediction.predicted == {3, 1}
     assert Predictor().predict(0, TOKEN) is None  # load-on-demand predicts nothing
+
+
+def test_counts_accumulate_a_single_activation_is_remembered_and_both_parts_are_normalised():
+    predictor = ActivationPathPredictor(num_layers=2, num_experts=8, top_k=1)
+    predictor.begin_request()
+    predictor.observe(1, torch.tensor([[4]]))  # a request of one activation
+    predictor.begin_request()
+    assert len(predictor.history) == 1
+    predictor.observe(0, torch.tensor([[3]]))
+    predictor.observe(0, torch.tensor([[3]]))  # a second step adds to the first
+    assert predictor.current[0, 3] == 2
+    predictor.observe(1, torch.tensor([[2]]))  # this request's own use and the past one, each divided by its sum
+    assert predictor.predict(0, torch.zeros(2, 4)).ranking == [2, 4]  # equal scores: the lower expert first
+    predictor.observe(1, torch.tensor([[6]]))
+    ranked = predictor.predict(0, torch.zeros(2, 4))  # two tokens: pooled, every ranked expert predicted
+    assert ranked.pooled and ranked.ranking == [4, 2, 6] and ranked.predicted == {4, 2, 6}
+    decode = predictor.predict(0, TOKEN)
+    assert not decode.pooled and decode.predicted == {4}

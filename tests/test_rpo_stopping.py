@@ -40,3 +40,34 @@ def test_a_look_alike_ranked_first_is_not_a_stop_either():
     result = run_rpo(image(), TARGET, describer, WordGrounder(SCENE), RPOConfig(iterations=3))
     assert [box["positive"] for box in result.trace["rounds"][0]["grounding"]["boxes"]][:2] == [False, True]
     assert len(describer.feedbacks) == 2 and result.description.foreground == "red left"
+
+
+def test_a_repeated_phrase_stops_the_loop_whatever_its_case():
+    describer = ScriptedDescriber(["blue person", "Blue Person", "never asked"])
+    result = run_rpo(image(), TARGET, describer, WordGrounder(SCENE), RPOConfig(iterations=3))
+    assert len(describer.feedbacks) == 2 and len(result.trace["rounds"]) == 2
+    kept_going = ScriptedDescriber(["blue person", "red coat", "red left"])  # all different: every round runs
+    run_rpo(image(), TARGET, kept_going, WordGrounder(SCENE), RPOConfig(iterations=3))
+    assert len(kept_going.feedbacks) == 3
+
+
+def test_a_phrase_that_finds_nothing_scores_zero_and_the_loop_goes_on():
+    describer = ScriptedDescriber(["green hat", "red left"])
+    result = run_rpo(image(), TARGET, describer, WordGrounder(SCENE), RPOConfig(iterations=2))
+    first = result.trace["rounds"][0]
+    assert first["grounding"]["boxes"] == [] and first["top1_iou"] == 0.0
+    assert result.description.foreground == "red left" and result.top1_iou == 1.0
+
+
+def test_config_bounds_are_inclusive_and_errors_name_the_key():
+    from chattracker.errors import ConfigError
+
+    RPOConfig(iterations=0, positive_iou=0.0, box_threshold=1.0, max_boxes=1)
+    RPOConfig(positive_iou=1.0, box_threshold=0.0)
+    for settings, message in (({"iterations": -1}, "rpo.iterations must be >= 0, got -1"),
+                              ({"positive_iou": 1.5}, "rpo.positive_iou must be within 0..1, got 1.5"),
+                              ({"max_boxes": 0}, "rpo.max_boxes must be >= 1, got 0"),
+                              ({"selection": "first"}, "rpo.selection must be one of best, last, got 'first'")):
+        with pytest.raises(ConfigError) as caught:
+            RPOConfig(**settings)
+        assert str(caught.value) == message

@@ -4,11 +4,13 @@ process or tracker is built."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 
 from chattracker.cli import main
+from chattracker.results import format_boxes
 from chattracker_eval.backends import Completion
 from chattracker_eval.runner import DEFAULT_RETRIES, Workers, run_benchmark
 
@@ -76,3 +78,56 @@ def test_the_default_is_two_retries_and_the_outcome_counts_the_attempts(tmp_path
     assert [(o.name, o.status, o.attempts) for o in outcomes] == [("seq_a", "failed", 3), ("seq_b", "failed", 3)]
     assert all(o.error == "worker process failed: killed (tried 3 time(s))" for o in outcomes)
     assert not list((tmp_path / "out").glob("seq_*"))
+
+
+class FlakyBackend(LosingBackend):
+    """Loses each job's first attempt; the second returns ``results[name]`` (a SequenceResult)."""
+
+    def __init__(self, results) -> None:
+        super().__init__()
+        self.results = results
+
+    def wait(self, timeout: float) -> list[Completion]:
+        done = [Completion(job, self.results[job.name]) if self.submitted.count(job.name) > 1
+                else Completion(job, lost="worker process failed: killed") for job in self._queue]
+        self._queue = []
+        return done
+
+
+def test_a_retry_that_succeeds_writes_the_results_and_counts_its_attempts(tmp_path, monkeypatch):
+    from chattracker_eval.datasets import load_dataset
+    from chattracker_eval.worker import SequenceResult
+
+    root = folder_dataset(tmp_path / "data")
+    results = {"seq_a": SequenceResult("seq_a", [[1.0, 2.0, 3.0, 4.0]], [0.25], seconds=1.5, build_seconds=0.5,
+                                       warnings=["frame 1 repeated"], worker="w0", start={"box": [1, 2, 3, 4]}),
+               "seq_b": SequenceResult("seq_b", error="TrackerError: lost it", seconds=0.5, worker="w1")}
+    backend = FlakyBackend(results)
+    monkeypatch.setattr(Workers, "start", lambda self, jobs: backend)
+    out = tmp_path / "out"
+    done, failed = run_benchmark(load_dataset("folder", root).sequences, "kcf", out, Workers(workers=2, retries=1),
+                                 progress=False)
+    assert (done.name, done.status, done.frames, done.attempts, done.seconds, done.build_seconds, done.worker) == (
+        "seq_a", "done", 1, 2, 1.5, 0.5, "w0")
+    assert done.warnings == ["frame 1 repeated"] and done.finished > 0 and not done.error
+    assert (out / "seq_a.txt").read_text() == format_boxes([[1.0, 2.0, 3.0, 4.0]])
+    assert (out / "seq_a_time.txt").read_text().strip() == "0.25"
+    assert json.loads((out / "seq_a_start.json").read_text()) == {"box": [1, 2, 3, 4]}
+    # a sequence the tracker failed on (no lost worker) is reported with the worker's error, not retried again
+    assert (failed.name, failed.status, failed.error, failed.attempts, failed.frames) == (
+        "seq_b", "failed", "TrackerError: lost it", 2, 0)
+    assert not (out / "seq_b.txt").exists() and not (out / "seq_b_time.txt").exists()
+    assert sorted(backend.submitted) == ["seq_a", "seq_a", "seq_b", "seq_b"]
+
+
+def test_the_plan_picks_where_sequences_run():
+    from chattracker_eval.backends import InlineBackend, PoolBackend
+
+    assert isinstance(Workers(workers=1).start(5), InlineBackend)
+    assert isinstance(Workers(workers=3).start(1), InlineBackend)  # one sequence: no pool to start
+    assert isinstance(Workers(workers=None).start(5), InlineBackend)
+    pool = Workers(workers=2, devices=["cpu", "cpu"]).start(5)
+    try:
+        assert isinstance(pool, PoolBackend) and pool.slots == 2 and pool.devices == ["cpu", "cpu"]
+    finally:
+        pool.close()

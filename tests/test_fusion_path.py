@@ -96,7 +96,7 @@ def test_features_are_one_row_per_candidate_in_the_declared_order():
     rows = candidate_features([base, other], RoundContext(0.8, True, True, (40.0, 80.0)), {1: (5, 1.0)})
     assert rows.shape == (2, len(FEATURES))
     column = {name: rows[:, k] for k, name in enumerate(FEATURES)}
-    assert column["is_base"].tolist() == [1, 0] and column["base_confidence"].tolist() == [0.8, 0.0]
+    assert "is_base" not in FEATURES and "iou_base" not in FEATURES  # the base is preferred by the path alone
     assert column["round_confidence"].tolist() == [0.8, 0.8] and column["redetect"].tolist() == [0, 1]
     assert column["appearance_margin"] == pytest.approx([0.5, -0.5])
     assert column["log_size"] == pytest.approx([0.0, np.log(4.0)])

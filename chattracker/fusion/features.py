@@ -14,20 +14,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from chattracker.fusion.candidates import BASE, REDETECT, Candidate
+from chattracker.fusion.candidates import REDETECT, Candidate
 from chattracker.types import Box
 
 FEATURES = (
-    "is_base",            # the base tracker's own box
-    "base_confidence",    # the base's score on its own box (0 for the others)
     "round_confidence",   # the base's score this round, on every candidate (context)
     "graded",             # 1: the base's score grades confidence; 0: a success flag (CSRT)
-    "confirmed",          # the base box has a detection of its own object
     "embedded",           # the candidate has an appearance embedding
     "appearance",         # calibrated similarity to the remembered target (0 background, 1 the target)
     "appearance_margin",  # ... minus the best other candidate's
     "distractor",         # calibrated similarity to the known distractors
-    "grounding",          # the finding score (detector or re-detector)
+    "grounding",          # the finding score (detector or re-detector; the base: its confirming detection's)
     "redetect",           # found by the template re-detector alone
     "motion",             # exp(-distance to the motion prior)
     "background",         # IoU with the best background proposal
@@ -36,11 +33,14 @@ FEATURES = (
     "log_size",           # |log(area / remembered area)|
     "log_aspect",         # |log(aspect / remembered aspect)|
     "inside_base",        # lies inside a much larger base box (a box grown over the target)
-    "iou_base",           # IoU with the base box
     "persistent",         # the tracklet was seen the round before too
     "age",                # rounds since the tracklet was first seen (log1p)
 )
-# (Not the share of its rounds a tracklet was chosen: in the oracle runs that the model is also fitted on,
+# Nothing says which candidate is the base tracker's box: a first run that had "is the base box", its
+# score and the IoU with it learned to trust whichever object the base follows, so after a switch the new
+# object won every round and no switch was ever undone (26 sequences, leave-one-out: 6 switches, 0 undone).
+# The base's preference comes from the path instead: staying on a tracklet is free, leaving it costs.
+# (Nor the share of its rounds a tracklet was chosen: in the oracle runs the model is also fitted on,
 # that share is the ground truth itself.)
 
 
@@ -62,12 +62,10 @@ def candidate_features(candidates: list[Candidate], context: RoundContext,
                        histories: dict[int, tuple[int, float]]) -> np.ndarray:
     """One row per candidate, columns in ``FEATURES`` order. ``histories``: tracklet identity ->
     (age in rounds, share of its rounds as the target; the share is not a feature)."""
-    base_box = candidates[0].box if candidates else None
     score = 0.0 if context.base_score is None else float(context.base_score)
     rows = []
     for index, c in enumerate(candidates):
         others = [o.appearance for k, o in enumerate(candidates) if k != index and o.embedding is not None]
-        is_base = c.source == BASE and index == 0
         size = aspect = 0.0
         if context.remembered_size is not None:
             w, h = context.remembered_size
@@ -75,11 +73,10 @@ def candidate_features(candidates: list[Candidate], context: RoundContext,
             aspect = _log_ratio(c.box.w / max(c.box.h, 1e-6), w / max(h, 1e-6))
         age, _ = histories.get(c.identity, (0, 0.0))
         rows.append([
-            float(is_base), score if is_base else 0.0, score, float(context.graded),
-            float(is_base and context.confirmed), float(c.embedding is not None), c.appearance,
+            score, float(context.graded), float(c.embedding is not None), c.appearance,
             c.appearance - max(others, default=0.0), c.distractor, c.grounding, float(c.source == REDETECT),
             c.motion, c.background, c.colour or 0.0, float(c.colour is not None), size, aspect,
-            float(c.inner_of_base), 0.0 if base_box is None else c.box.iou(base_box), float(c.hits >= 2),
+            float(c.inner_of_base), float(c.hits >= 2),
             math.log1p(age),
         ])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))

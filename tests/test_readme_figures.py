@@ -123,6 +123,24 @@ def test_offload_prose_figures_are_the_committed_run(offload):
     assert f"LRU hit rate {built['lod']['decode_hit_rate']:.2f} / {zipf['lod']['decode_hit_rate']:.2f}" in text
 
 
+def test_cross_validated_fusion_tables_are_the_committed_runs():
+    """The fusion page's cross-validated tables (NanoTrack v2 first, then CSRT) are ``fusion_cv_<base>.json``."""
+    text = page("fusion")
+    for index, (base, label) in enumerate((("nanotrack_v2", "NanoTrack v2"), ("csrt", "CSRT"))):
+        assert f"uv run python bench/fusion.py --folds 0{'' if base == 'nanotrack_v2' else ' --base csrt'} --json docs/results/fusion_cv_{base}.json" in text
+        report = json.loads((RESULTS / f"fusion_cv_{base}.json").read_text())
+        for name, row in report["sequences"].items():
+            rows = [line for line in text.splitlines() if line.startswith(f"| {name} | ") and line.count("|") == 11]
+            cells = [cell.strip() for cell in rows[index].strip("|").split("|")[1:]]
+            assert cells[:4] == [f"{row['base']['auc']:.2f}", f"{row['chattracker']['auc']:.2f}",
+                                 f"{row['delta_auc']:+.2f}", f"{row['oracle']['auc']:.2f}"], (base, name)
+            switches = row["switches"]
+            assert cells[4] == f"{switches['made']} / {switches['undone']} / {switches['helped']} / {switches['hurt']}"
+        mean = table_row("fusion", f"**mean, cross-validated {label}**")
+        assert mean[:3] == [f"{report['mean']['base']['auc']:.2f}", f"{report['mean']['chattracker']['auc']:.2f}",
+                            f"{report['mean']['delta_auc']:+.2f}"]
+
+
 def test_fusion_table_is_the_committed_run():
     """The wrapper's development-set table (the fusion benchmark page) is the committed JSON."""
     assert "uv run python bench/fusion.py --json docs/results/fusion_bench_nanotrack_v2.json" in page("fusion")

@@ -114,7 +114,7 @@ class FusionConfig:
     alternate_rounds: Annotated[Frames, Why("rounds a tracklet left by a switch is still searched around its last "
                                             "box, so the switch can be undone")] = 5
     absent_score: Annotated[Unit, Why("score reported while the base reports no box")] = 0.25
-    seed: int = 0
+    seed: Annotated[int, Range(0, None), Why("seed of the random selection (ablation)")] = 0
     # Template refresh on a confirmed change of scale (airplane-1: the landing airplane grows 5x).
     refresh_template: Annotated[bool, Why("re-initialise the base on a confirmed look at a new scale")] = True
     refresh_gap: Annotated[Frames, Why("frames between two template refreshes at least")] = 50

@@ -32,7 +32,7 @@ def _sections() -> list[tuple[str, Any, Callable[[dict], Any]]]:
     from chattracker.grounding.base import build_grounder
     from chattracker.language_start import LanguageStartConfig
     from chattracker.mllm.base import DESCRIBERS
-    from chattracker.mllm.hf import HFDescriber, OffloadSettings
+    from chattracker.mllm.hf import EngineOptions, HFDescriber, OffloadSettings
     from chattracker.rpo import RPOConfig
     from chattracker_eval.runner import Workers
     from chattracker_trackers.base import _REGISTRY, available_trackers, build_tracker
@@ -45,6 +45,9 @@ def _sections() -> list[tuple[str, Any, Callable[[dict], Any]]]:
         ("describer hf", HFDescriber, lambda d: DESCRIBERS.build("hf", model="/nonexistent-model", **d)),
         ("describer hf.offload", OffloadSettings, lambda d: DESCRIBERS.build(
             "hf", model="/nonexistent-model", device="cpu", offload={"store": "/nonexistent", "expert_budget": 1, **d})),
+        ("describer hf.offload.options", EngineOptions, lambda d: DESCRIBERS.build(
+            "hf", model="/nonexistent-model", device="cpu",
+            offload={"store": "/nonexistent", "expert_budget": 1, "options": d})),
         ("describer attributes", _optional("chattracker.mllm.attributes:AttributesDescriber"),
          lambda d: DESCRIBERS.build("attributes", **d)),
         ("grounder yolox", _optional("chattracker.grounding.yolox:YoloxGrounder"),
@@ -150,7 +153,7 @@ def test_settings_built_in_code_are_checked_too():
     ("", "the config file is empty"),
     ("# only a comment\n", "the config file is empty"),
     ("tracker: kcf\nparams: {}\ntracker: mil\n", "duplicate key 'tracker' at line 3"),
-    ("tracker: nanotrack_v2\nenhance: true\nchattracker:\n  min_appearance: .nan\n", "finite number"),
+    ("tracker: nanotrack_v2\nenhance: true\nchattracker:\n  search_scale: .nan\n", "finite number"),
     ("tracker: kcf\nlanguage_start:\n  min_score: 5\n", "language_start.min_score must be in [0, 1], got 5"),
 ], ids=["empty", "comment-only", "duplicate-key", "fusion-nan", "language-start-range"])
 def test_track_config_file_errors_name_the_file(text, message, shared_data, weights_env, tmp_path, capsys):

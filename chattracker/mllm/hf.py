@@ -43,6 +43,27 @@ class OffloadSettings:
 OFFLOAD_KEYS = {f.name for f in fields(OffloadSettings)}
 
 
+@dataclass
+class EngineOptions:
+    """``offload.options``: the offload engine's own settings a config may pass (``OffloadEngine`` and
+    ``load_offloaded_model``); checked here so a typo or a NaN is one error, not a traceback at load time."""
+
+    allocation: Annotated[str | None, Why("how the budget is split over layers (default: the method's)")] = None
+    policy: Annotated[str | None, Why("eviction policy (default: the method's; fate: ARC)")] = None
+    prefetch: Annotated[str | None, Why("expert prefetcher (default: the method's)")] = None
+    overlap: Annotated[bool | None, Why("compute experts already in memory while the rest load")] = None
+    io_threads: Annotated[int, Range(1, 64), Why("threads reading experts from the store")] = 2
+    resident_layers: Annotated[int, Range(0, None), Why("first MoE layers kept whole (Fate: 4)")] = 4
+    top_k: Annotated[int | None, Range(1, None), Why("experts per token (default: the model's)")] = None
+    min_precision: Annotated[float, Range(0.0, 1.0), Why("prefetch precision under which prefetch backs off")] = 0.5
+    cold_tail: Annotated[float, Range(0.0, 1.0, high_open=True), Why(
+        "share of a prefill's assignments read at INT2 from the cold tier (Fate: about 0.25-0.3)")] = 0.0
+    adaptive_gate: Annotated[bool, Why("stop prefetching while predictions miss")] = True
+    verify: Annotated[str, Why("when expert files' CRC32 is checked: first or always")] = "first"
+    prefill_chunk: Annotated[int | None, Range(1, None), Why("prompt tokens per prefill step")] = 128
+    threads: Annotated[int | None, Range(1, None), Why("torch threads (default: torch's)")] = None
+
+
 def pick_device(device: str) -> str:
     """``auto`` is the eval worker's device when it has one (``chattracker.devices``)."""
     from chattracker.devices import resolve_device
@@ -110,7 +131,10 @@ class HFDescriber(ChatDescriber):
                               f"allowed: {', '.join(sorted(OFFLOAD_KEYS))}")
         if "store" not in offload or "expert_budget" not in offload:
             raise ConfigError("hf describer offload: needs 'store' (a folder) and 'expert_budget'")
-        return {**offload, **check_settings("describer hf.offload", offload, OffloadSettings)}
+        checked = {**offload, **check_settings("describer hf.offload", offload, OffloadSettings)}
+        if checked.get("options"):
+            checked["options"] = check_settings("describer hf.offload.options", checked["options"], EngineOptions)
+        return checked
 
     def _load(self, trust_remote_code: bool) -> tuple[Any, Any]:
         import torch

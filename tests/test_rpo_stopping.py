@@ -62,11 +62,12 @@ def test_a_phrase_that_finds_nothing_scores_zero_and_the_loop_goes_on():
 def test_config_bounds_are_inclusive_and_errors_name_the_key():
     from chattracker.errors import ConfigError
 
-    RPOConfig(iterations=0, positive_iou=0.0, box_threshold=1.0, max_boxes=1)
-    RPOConfig(positive_iou=1.0, box_threshold=0.0)
-    for settings, message in (({"iterations": -1}, "rpo.iterations must be >= 0, got -1"),
-                              ({"positive_iou": 1.5}, "rpo.positive_iou must be within 0..1, got 1.5"),
-                              ({"max_boxes": 0}, "rpo.max_boxes must be >= 1, got 0"),
+    RPOConfig(iterations=1, positive_iou=0.0, box_threshold=1.0, max_boxes=1)
+    RPOConfig(iterations=100, positive_iou=1.0, box_threshold=0.0)
+    for settings, message in (({"iterations": 0}, "rpo.iterations must be in [1, 100], got 0"),
+                              ({"iterations": 101}, "rpo.iterations must be in [1, 100], got 101"),
+                              ({"positive_iou": 1.5}, "rpo.positive_iou must be in [0, 1], got 1.5"),
+                              ({"max_boxes": 0}, "rpo.max_boxes must be in [1, inf), got 0"),
                               ({"selection": "first"}, "rpo.selection must be one of best, last, got 'first'")):
         with pytest.raises(ConfigError) as caught:
             RPOConfig(**settings)

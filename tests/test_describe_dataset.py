@@ -147,7 +147,7 @@ def test_eval_with_descriptions_uses_the_pack_instead_of_rpo(shared_data, weight
     assert "no usable description for 1 sequence(s), e.g. OTB_Toy" in capsys.readouterr().err
     assert main(["eval", "--dataset", "folder", "--root", str(shared_data / "sot_dev"), "--sequences", "OTB_Football1",
                  "--tracker", "mil", "--results", str(tmp_path / "r2"), "--descriptions", str(pack)]) == 2
-    assert "needs a ChatTracker config" in capsys.readouterr().err
+    assert "needs a ChatTracker tracker" in capsys.readouterr().err
 
 
 def test_round_batcher_sends_each_round_as_one_batch_even_when_runs_end_early():

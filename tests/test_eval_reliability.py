@@ -102,7 +102,7 @@ def test_workers_exit_when_the_main_process_is_killed(woman, tmp_path):
         while time.monotonic() < deadline and main_process.poll() is None:
             # spawn starts a resource tracker too; the workers are the ones running the pool's main loop
             workers = [p for p in psutil.Process(main_process.pid).children()
-                       if "resource_tracker" not in " ".join(p.cmdline())]
+                       if "resource_tracker" not in _command_line(p)]
             if len(workers) == 2 and list(results.glob("clip*_time.txt")):
                 break
             time.sleep(0.05)
@@ -114,7 +114,20 @@ def test_workers_exit_when_the_main_process_is_killed(woman, tmp_path):
     finally:
         main_process.kill()
         for process in psutil.process_iter():
-            if process.pid != os.getpid() and str(results) in " ".join(process.cmdline() or []):
-                process.kill()
+            if process.pid != os.getpid() and str(results) in _command_line(process):
+                try:
+                    process.kill()
+                except psutil.Error:  # gone already
+                    pass
     for name in result_names(results):  # whatever was written is whole
         assert len((results / f"{name}.txt").read_text().splitlines()) == 110
+
+
+def _command_line(process) -> str:
+    """A process's command line, or '' for one that is gone or a zombie (other sessions' processes too)."""
+    import psutil
+
+    try:
+        return " ".join(process.cmdline() or [])
+    except psutil.Error:
+        return ""

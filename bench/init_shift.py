@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.base_only:
                     row["base"][name] = base_auc(sequence, args.base, init)
                     continue
-                result = run_sequence(sequence, args.base, settings, False, Path(scratch) / name, False, init)
+                result = run_sequence(sequence, args.base, {"chattracker": settings}, Path(scratch) / name, False, init)
                 row["base"][name] = result["base"]["auc"]
                 row["chattracker"][name] = result["chattracker"]["auc"]
             moves = [row["base"][k] - row["base"]["none"] for k in SHIFTS if k != "none"]

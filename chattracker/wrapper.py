@@ -296,7 +296,7 @@ class ChatTracker:
         score_candidates(candidates, self.memory, self.tracklets.distractor_embeddings(), prior,
                          self._round_background, self._kalman.distance)
         confirmed = is_confirmed(candidates[0], c.confirm_iou, c.confirm_score)
-        context = RoundContext(base_score, self._graded, confirmed,
+        context = RoundContext(base_score, self._graded,
                                self.memory.typical_size() if self.memory.boxes else None)
         features = candidate_features(candidates, context, self.tracklets.histories())
         logits = self.scorer.logits(features) if self.scorer is not None else np.zeros(len(candidates))

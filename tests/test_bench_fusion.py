@@ -172,6 +172,15 @@ def test_init_shift_runs_every_start_and_the_unshifted_one_is_the_plain_run(shar
     assert round(row["base"]["none"], 2) == 65.79
     assert len({round(v, 4) for v in row["base"].values()}) > 1  # a pixel changes the run
     assert row["base_move_max"] >= 2.0 and report["sequences_moved_2_by_a_pixel"] == 1
+    # With the wrapper: the same seven starts, each run by the fusion bench's own interleaved runner.
+    wrapped_path = tmp_path / "shift_wrapped.json"
+    wrapped = subprocess.run([sys.executable, str(script), "--root", str(shared_data), "--sequences", "OTB_Deer",
+                              "--no-progress", "--json", str(wrapped_path)],
+                             capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert wrapped.returncode == 0, wrapped.stderr
+    both = json.loads(wrapped_path.read_text())["sequences"]["OTB_Deer"]
+    assert list(both["chattracker"]) == list(both["base"]) and round(both["base"]["none"], 2) == 65.79
+    assert both["delta"]["none"] == pytest.approx(both["chattracker"]["none"] - both["base"]["none"])
     bad = subprocess.run([sys.executable, str(script), "--base-only", "--set", "ground_every=5"], capture_output=True,
                          text=True, cwd=REPO_ROOT, env=env, timeout=120)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [

@@ -93,7 +93,7 @@ def test_features_are_one_row_per_candidate_in_the_declared_order():
     base = _candidate((100, 100, 40, 80), BASE, 1, 0.0, appearance=0.9, hits=3)
     other = _candidate((300, 100, 20, 40), "redetect", 2, 0.0, appearance=0.4, embedding=np.ones(4))
     base.embedding = np.ones(4)
-    rows = candidate_features([base, other], RoundContext(0.8, True, True, (40.0, 80.0)), {1: (5, 1.0)})
+    rows = candidate_features([base, other], RoundContext(0.8, True, (40.0, 80.0)), {1: (5, 1.0)})
     assert rows.shape == (2, len(FEATURES))
     column = {name: rows[:, k] for k, name in enumerate(FEATURES)}
     assert "is_base" not in FEATURES and "iou_base" not in FEATURES  # the base is preferred by the path alone

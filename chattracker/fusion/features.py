@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from chattracker.fusion.candidates import REDETECT, Candidate
-from chattracker.types import Box
 
 FEATURES = (
     "round_confidence",   # the base's score this round, on every candidate (context)
@@ -50,7 +49,6 @@ class RoundContext:
 
     base_score: float | None
     graded: bool
-    confirmed: bool
     remembered_size: tuple[float, float] | None
 
 
@@ -80,10 +78,3 @@ def candidate_features(candidates: list[Candidate], context: RoundContext,
             math.log1p(age),
         ])
     return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(FEATURES))
-
-
-def box_area_ratio(box: Box | None, truth: Box | None) -> float | None:
-    """Area of ``box`` over the truth's (box precision, analysis only)."""
-    if box is None or truth is None or truth.area <= 0:
-        return None
-    return box.area / truth.area
